@@ -1,0 +1,9 @@
+DROP TABLE call_members;
+DROP TABLE calls;
+DROP TABLE meeting_placements;
+DROP TABLE meetings;
+DROP TABLE bbb_servers;
+DROP TABLE grants;
+DROP TABLE users;
+DROP TABLE rooms;
+DROP TABLE worlds;

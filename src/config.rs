@@ -1,0 +1,264 @@
+//! Typed, layered configuration: built-in `config/default.toml`, then an optional `--config`
+//! file, then `BBB_GATEWAY__SECTION__KEY` environment variables. Validated once at start-up so a
+//! bad value stops the gateway with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The defaults, compiled in so an installed binary needs no files.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub bbb: BbbSettings,
+    pub admin: AdminSettings,
+    pub cache: CacheSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BbbSettings {
+    pub poll_interval_secs: u64,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+    pub create_retry_servers: u32,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AdminSettings {{ tokens: [{} redacted] }}",
+            self.tokens.len()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub refresh_interval_ms: u64,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment, for tests.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env_map: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BBB_GATEWAY__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("BBB_GATEWAY")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("admin.tokens")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(key: &str, v: u64) -> Result<(), ConfigError> {
+            if v == 0 {
+                return Err(ConfigError(format!("{key} must be greater than 0")));
+            }
+            Ok(())
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "database.url must start with sqlite://, postgres:// or postgresql://".into(),
+            ));
+        }
+        positive("database.pool_size", self.database.pool_size.into())?;
+        positive(
+            "database.connect_timeout_ms",
+            self.database.connect_timeout_ms,
+        )?;
+        positive("bbb.poll_interval_secs", self.bbb.poll_interval_secs)?;
+        positive("bbb.connect_timeout_ms", self.bbb.connect_timeout_ms)?;
+        positive("bbb.request_timeout_ms", self.bbb.request_timeout_ms)?;
+        positive("bbb.unhealthy_after", self.bbb.unhealthy_after.into())?;
+        positive("bbb.healthy_after", self.bbb.healthy_after.into())?;
+        positive("bbb.max_body_bytes", self.bbb.max_body_bytes as u64)?;
+        positive("cache.refresh_interval_ms", self.cache.refresh_interval_ms)?;
+        if self.admin.tokens.iter().any(|t| t.len() < 16) {
+            return Err(ConfigError(
+                "admin.tokens: every token must be at least 16 characters long".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.bbb.poll_interval_secs)
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.database.connect_timeout_ms)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_without_files() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.http.listen.port(), 8375);
+        assert!(s.database.url.starts_with("sqlite://"));
+        assert!(s.admin.tokens.is_empty());
+    }
+
+    #[test]
+    fn file_overrides_only_its_keys_and_env_wins() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[bbb]\npoll_interval_secs = 3\n[http]\nlisten = \"127.0.0.1:9000\""
+        )
+        .unwrap();
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:9001"),
+                (
+                    "BBB_GATEWAY__ADMIN__TOKENS",
+                    "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.bbb.poll_interval_secs, 3);
+        assert_eq!(s.bbb.request_timeout_ms, 5000);
+        assert_eq!(s.http.listen.port(), 9001);
+        assert_eq!(s.admin.tokens.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e =
+            Settings::load_with_env(None, env(&[("BBB_GATEWAY__BBB__POLL_INTERVAL_SECS", "0")]))
+                .unwrap_err();
+        assert!(e.to_string().contains("bbb.poll_interval_secs"), "{e}");
+        let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__HTTP__LISTEN", "nope")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__DATABASE__URL", "mysql://x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let e =
+            Settings::load_with_env(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.toml"));
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@localhost:5432/db"),
+            "postgres://u:***@localhost:5432/db"
+        );
+    }
+}

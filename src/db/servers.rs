@@ -1,0 +1,330 @@
+//! The BBB server registry (`bbb_servers`): what the CLI and admin API change and what the
+//! coordinator re-reads on every poll tick, so changes apply while the gateway runs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use diesel::prelude::*;
+
+use crate::bbb::{ChecksumAlgorithm, Secret, ServerEndpoint};
+use crate::db::schema::{bbb_servers, worlds};
+use crate::db::{now_ms, DbConn, DbError};
+use crate::with_conn;
+
+/// Operator-set state of a server. Cordoned keeps its running meetings but gets no new ones;
+/// disabled gets nothing (its meetings move at their next join).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    Enabled,
+    Cordoned,
+    Disabled,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Enabled => "enabled",
+            ServerState::Cordoned => "cordoned",
+            ServerState::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServerState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "enabled" => Ok(ServerState::Enabled),
+            "cordoned" => Ok(ServerState::Cordoned),
+            "disabled" => Ok(ServerState::Disabled),
+            other => Err(format!(
+                "unknown server state {other:?} (expected enabled, cordoned or disabled)"
+            )),
+        }
+    }
+}
+
+/// One registered server. `Debug` never prints the secret (it is a [`Secret`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRow {
+    pub id: i32,
+    /// Normalised base URL, e.g. `https://bbb1.example.org/bigbluebutton`.
+    pub url: String,
+    pub secret: Secret,
+    pub checksum: ChecksumAlgorithm,
+    /// Load multiplier (> 0): a server's load is multiplied by it when placing meetings, so a
+    /// smaller server gets a higher weight.
+    pub weight: f64,
+    pub tag: Option<String>,
+    /// `Some(world)`: exclusive to that world; `None`: shared by all worlds.
+    pub world_id: Option<String>,
+    pub state: ServerState,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ServerRow {
+    /// What the BBB client needs to sign and send calls to this server.
+    pub fn endpoint(&self) -> ServerEndpoint {
+        ServerEndpoint {
+            base_url: self.url.clone(),
+            secret: self.secret.clone(),
+            algorithm: self.checksum,
+        }
+    }
+}
+
+/// A server to register.
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    /// Any accepted form of the base URL; it is normalised before it is stored.
+    pub url: String,
+    pub secret: Secret,
+    pub checksum: ChecksumAlgorithm,
+    pub weight: f64,
+    pub tag: Option<String>,
+    pub world_id: Option<String>,
+}
+
+#[derive(Queryable)]
+struct RawServer {
+    id: i32,
+    url: String,
+    secret: String,
+    checksum: String,
+    weight: f64,
+    tag: Option<String>,
+    world_id: Option<String>,
+    state: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<RawServer> for ServerRow {
+    type Error = DbError;
+    fn try_from(r: RawServer) -> Result<Self, DbError> {
+        let checksum = r
+            .checksum
+            .parse()
+            .map_err(|e| DbError::Invalid(format!("server {}: {e}", r.id)))?;
+        let state = r
+            .state
+            .parse()
+            .map_err(|e| DbError::Invalid(format!("server {}: {e}", r.id)))?;
+        Ok(ServerRow {
+            id: r.id,
+            url: r.url,
+            secret: Secret::new(r.secret),
+            checksum,
+            weight: r.weight,
+            tag: r.tag,
+            world_id: r.world_id,
+            state,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+// TEMP until crate::bbb::normalize_base_url lands.
+fn normalize_url(u: &str) -> Result<String, String> {
+    let u = u.trim().trim_end_matches('/');
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err("bad url".into());
+    }
+    Ok(u.trim_end_matches("/api").to_string())
+}
+
+fn check_weight(weight: f64) -> Result<(), DbError> {
+    if weight.is_finite() && weight > 0.0 {
+        Ok(())
+    } else {
+        Err(DbError::Invalid(format!(
+            "weight must be a number greater than 0, got {weight}"
+        )))
+    }
+}
+
+/// Registers a server; the URL is normalised and must not be registered already.
+pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
+    let url = normalize_url(&new.url).map_err(DbError::Invalid)?;
+    check_weight(new.weight)?;
+    if new.secret.expose().trim().is_empty() {
+        return Err(DbError::Invalid("the secret must not be empty".into()));
+    }
+    let tag = new.tag.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let world = new
+        .world_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|w| !w.is_empty());
+    let now = now_ms();
+    let id: i32 = with_conn!(conn, |c| c.transaction(|c| {
+        if let Some(world) = world {
+            let known: i64 = worlds::table
+                .filter(worlds::id.eq(world))
+                .count()
+                .get_result(c)?;
+            if known == 0 {
+                return Err(DbError::Invalid(format!("unknown world {world:?}")));
+            }
+        }
+        let taken: i64 = bbb_servers::table
+            .filter(bbb_servers::url.eq(&url))
+            .count()
+            .get_result(c)?;
+        if taken > 0 {
+            return Err(DbError::Invalid(format!(
+                "a server with the URL {url} is already registered"
+            )));
+        }
+        diesel::insert_into(bbb_servers::table)
+            .values((
+                bbb_servers::url.eq(&url),
+                bbb_servers::secret.eq(new.secret.expose()),
+                bbb_servers::checksum.eq(new.checksum.as_str()),
+                bbb_servers::weight.eq(new.weight),
+                bbb_servers::tag.eq(tag),
+                bbb_servers::world_id.eq(world),
+                bbb_servers::state.eq(ServerState::Enabled.as_str()),
+                bbb_servers::created_at.eq(now),
+                bbb_servers::updated_at.eq(now),
+            ))
+            .returning(bbb_servers::id)
+            .get_result(c)
+            .map_err(DbError::from)
+    }))?;
+    get(conn, id)?.ok_or_else(|| DbError::Invalid("the new server disappeared".into()))
+}
+
+/// Every registered server, by id.
+pub fn list(conn: &mut DbConn) -> Result<Vec<ServerRow>, DbError> {
+    let raw: Vec<RawServer> =
+        with_conn!(conn, |c| bbb_servers::table.order(bbb_servers::id).load(c))?;
+    raw.into_iter().map(ServerRow::try_from).collect()
+}
+
+/// One server, or `None` for an unknown id.
+pub fn get(conn: &mut DbConn, id: i32) -> Result<Option<ServerRow>, DbError> {
+    let raw: Option<RawServer> =
+        with_conn!(conn, |c| bbb_servers::table.find(id).first(c).optional())?;
+    raw.map(ServerRow::try_from).transpose()
+}
+
+/// Sets the state; `false` for an unknown id.
+pub fn set_state(conn: &mut DbConn, id: i32, state: ServerState) -> Result<bool, DbError> {
+    let now = now_ms();
+    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id))
+        .set((
+            bbb_servers::state.eq(state.as_str()),
+            bbb_servers::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(n > 0)
+}
+
+/// Sets the load multiplier (> 0); `false` for an unknown id.
+pub fn set_weight(conn: &mut DbConn, id: i32, weight: f64) -> Result<bool, DbError> {
+    check_weight(weight)?;
+    let now = now_ms();
+    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id))
+        .set((
+            bbb_servers::weight.eq(weight),
+            bbb_servers::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(n > 0)
+}
+
+/// Unregisters a server; `false` for an unknown id. Its meetings move at their next join.
+pub fn remove(conn: &mut DbConn, id: i32) -> Result<bool, DbError> {
+    let n = with_conn!(conn, |c| diesel::delete(bbb_servers::table.find(id))
+        .execute(c))?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::test_support::{for_each_backend, insert_world};
+
+    fn server(url: &str) -> NewServer {
+        NewServer {
+            url: url.into(),
+            secret: Secret::new("s3cr3t-value"),
+            checksum: ChecksumAlgorithm::Sha1,
+            weight: 1.0,
+            tag: Some("eu".into()),
+            world_id: None,
+        }
+    }
+
+    #[test]
+    fn add_list_get_and_change() {
+        for_each_backend(|conn| {
+            let a = add(conn, &server("https://bbb1.example.org/bigbluebutton/")).unwrap();
+            assert_eq!(a.url, "https://bbb1.example.org/bigbluebutton");
+            assert_eq!(a.state, ServerState::Enabled);
+            assert_eq!(a.checksum, ChecksumAlgorithm::Sha1);
+            assert_eq!(a.secret.expose(), "s3cr3t-value");
+            let b = add(conn, &server("https://bbb2.example.org/bigbluebutton")).unwrap();
+            assert_eq!(
+                list(conn).unwrap().iter().map(|s| s.id).collect::<Vec<_>>(),
+                vec![a.id, b.id]
+            );
+            assert!(set_state(conn, a.id, ServerState::Cordoned).unwrap());
+            assert!(set_weight(conn, a.id, 2.5).unwrap());
+            let a2 = get(conn, a.id).unwrap().unwrap();
+            assert_eq!(a2.state, ServerState::Cordoned);
+            assert_eq!(a2.weight, 2.5);
+            assert!(!set_state(conn, 9999, ServerState::Disabled).unwrap());
+            assert!(!set_weight(conn, 9999, 1.0).unwrap());
+            assert!(remove(conn, a.id).unwrap());
+            assert!(!remove(conn, a.id).unwrap());
+            assert!(get(conn, a.id).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn duplicate_url_bad_weight_and_unknown_world_are_refused() {
+        for_each_backend(|conn| {
+            add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
+            let dup = add(conn, &server("https://bbb1.example.org/bigbluebutton/"));
+            assert!(matches!(dup, Err(DbError::Invalid(m)) if m.contains("already registered")));
+            let mut s = server("https://bbb3.example.org/bigbluebutton");
+            s.weight = 0.0;
+            assert!(matches!(add(conn, &s), Err(DbError::Invalid(_))));
+            s.weight = 1.0;
+            s.world_id = Some("nope".into());
+            assert!(
+                matches!(add(conn, &s), Err(DbError::Invalid(m)) if m.contains("unknown world"))
+            );
+            insert_world(conn, "w1");
+            s.world_id = Some("w1".into());
+            assert_eq!(add(conn, &s).unwrap().world_id.as_deref(), Some("w1"));
+            assert!(set_weight(conn, 1, -1.0).is_err());
+        });
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        for_each_backend(|conn| {
+            let a = add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
+            let dbg = format!("{a:?}");
+            assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+        });
+    }
+
+    #[test]
+    fn state_parses() {
+        assert_eq!("Cordoned".parse::<ServerState>(), Ok(ServerState::Cordoned));
+        assert!("paused".parse::<ServerState>().is_err());
+    }
+}

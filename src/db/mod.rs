@@ -7,6 +7,12 @@
 
 pub mod schema;
 
+pub mod calls;
+pub mod meetings;
+pub mod servers;
+#[cfg(test)]
+pub(crate) mod test_support;
+
 mod pool;
 pub use pool::*;
 

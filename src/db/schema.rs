@@ -115,3 +115,19 @@ diesel::allow_tables_to_appear_in_same_query!(
     calls,
     call_members,
 );
+
+diesel::table! {
+    bbb_server_status (server_id) {
+        server_id -> Integer,
+        online -> Bool,
+        meetings -> Integer,
+        participants -> Integer,
+        voice -> Integer,
+        videos -> Integer,
+        load -> Double,
+        consecutive_failures -> Integer,
+        polled_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(bbb_server_status, bbb_servers);

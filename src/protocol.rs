@@ -1,0 +1,227 @@
+//! The venueless/eventyay WebSocket frame format: parsing client frames into typed requests and
+//! building `success` / `error` replies with the id-echo rules of PROTOCOL.md.
+
+use serde_json::{json, Map, Value};
+
+/// Largest accepted text frame; bigger frames close the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Error codes sent to clients. The strings are the protocol; never rename them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidMessage,
+    Unauthenticated,
+    UnknownCommand,
+    Denied,
+    WorldUnknown,
+    AuthMissingIdOrToken,
+    AuthInvalidToken,
+    AuthExpiredToken,
+    AuthDenied,
+    AuthMissingToken,
+    BbbUnsupportedCommand,
+    BbbMissingProfile,
+    BbbFailed,
+    RoomUnknown,
+    UserInvalidProfile,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidMessage => "protocol.invalid_message",
+            ErrorCode::Unauthenticated => "protocol.unauthenticated",
+            ErrorCode::UnknownCommand => "protocol.unknown_command",
+            ErrorCode::Denied => "protocol.denied",
+            ErrorCode::WorldUnknown => "world.unknown_world",
+            ErrorCode::AuthMissingIdOrToken => "auth.missing_id_or_token",
+            ErrorCode::AuthInvalidToken => "auth.invalid_token",
+            ErrorCode::AuthExpiredToken => "auth.expired_token",
+            ErrorCode::AuthDenied => "auth.denied",
+            ErrorCode::AuthMissingToken => "auth.missing_token",
+            ErrorCode::BbbUnsupportedCommand => "bbb.unsupported_command",
+            ErrorCode::BbbMissingProfile => "bbb.join.missing_profile",
+            ErrorCode::BbbFailed => "bbb.failed",
+            ErrorCode::RoomUnknown => "room.unknown",
+            ErrorCode::UserInvalidProfile => "user.invalid_profile",
+            ErrorCode::ServerError => "server.error",
+        }
+    }
+}
+
+/// An error answer: a code plus an optional human-readable message (never secrets or SQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: Option<String>,
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode) -> Self {
+        Self {
+            code,
+            message: None,
+        }
+    }
+    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: Some(message.into()),
+        }
+    }
+    fn payload(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("code".into(), Value::from(self.code.as_str()));
+        if let Some(msg) = &self.message {
+            m.insert("message".into(), Value::from(msg.as_str()));
+        }
+        Value::Object(m)
+    }
+}
+
+impl From<ErrorCode> for ErrorReply {
+    fn from(code: ErrorCode) -> Self {
+        ErrorReply::new(code)
+    }
+}
+
+/// A parsed client frame: `[action, id, payload]` or `[action, payload]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub action: String,
+    /// `Some` when the frame had three elements; echoed in the reply.
+    pub id: Option<Value>,
+    pub payload: Value,
+}
+
+impl Request {
+    /// The namespace before the first dot (`bbb` of `bbb.room_url`), or the whole action.
+    pub fn namespace(&self) -> &str {
+        self.action.split('.').next().unwrap_or("")
+    }
+
+    /// A string field of the payload.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.payload.get(name).and_then(Value::as_str)
+    }
+}
+
+/// Parses one text frame. The error is the `message` of a `protocol.invalid_message` reply.
+pub fn parse_frame(text: &str) -> Result<Request, String> {
+    let value: Value = serde_json::from_str(text).map_err(|_| "frame is not valid JSON")?;
+    let Value::Array(mut items) = value else {
+        return Err("frame is not a JSON array".into());
+    };
+    let (action, id, payload) = match items.len() {
+        2 => {
+            let payload = items.pop().unwrap_or(Value::Null);
+            let action = items.pop().unwrap_or(Value::Null);
+            (action, None, payload)
+        }
+        3 => {
+            let payload = items.pop().unwrap_or(Value::Null);
+            let id = items.pop().unwrap_or(Value::Null);
+            let action = items.pop().unwrap_or(Value::Null);
+            (action, Some(id), payload)
+        }
+        _ => return Err("frame must have two or three elements".into()),
+    };
+    let Value::String(action) = action else {
+        return Err("action must be a string".into());
+    };
+    if let Some(id) = &id {
+        if !(id.is_number() || id.is_string()) {
+            return Err("request id must be a number or a string".into());
+        }
+    }
+    // `ping` carries any value; every other action carries an object.
+    if action != "ping" && !payload.is_object() {
+        return Err("payload must be a JSON object".into());
+    }
+    Ok(Request {
+        action,
+        id,
+        payload,
+    })
+}
+
+/// `["success", id, payload]` or `["success", payload]`.
+pub fn success_frame(id: Option<&Value>, payload: Value) -> String {
+    frame("success", id, payload)
+}
+
+/// `["error", id, {"code", "message"?}]` or `["error", {...}]`.
+pub fn error_frame(id: Option<&Value>, err: &ErrorReply) -> String {
+    frame("error", id, err.payload())
+}
+
+/// A server-initiated event such as `["authenticated", {...}]`.
+pub fn event_frame(name: &str, payload: Value) -> String {
+    json!([name, payload]).to_string()
+}
+
+fn frame(kind: &str, id: Option<&Value>, payload: Value) -> String {
+    match id {
+        Some(id) => json!([kind, id, payload]).to_string(),
+        None => json!([kind, payload]).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_three_and_two_element_frames() {
+        let r = parse_frame(r#"["bbb.room_url", 1234, {"room": "r"}]"#).unwrap();
+        assert_eq!(r.action, "bbb.room_url");
+        assert_eq!(r.id, Some(json!(1234)));
+        assert_eq!(r.str_field("room"), Some("r"));
+        assert_eq!(r.namespace(), "bbb");
+        let r = parse_frame(r#"["authenticate", {"token": "x"}]"#).unwrap();
+        assert_eq!(r.id, None);
+        let r = parse_frame(r#"["ping", "abc"]"#).unwrap();
+        assert_eq!(r.payload, json!("abc"));
+    }
+
+    #[test]
+    fn rejects_malformed_frames() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            "[]",
+            "[\"a\"]",
+            "[1, {}]",
+            "[\"a\", 1, 2, 3]",
+            "[\"a\", 1, []]",
+            "[\"a\", {}, {}]",
+            "[\"a\", \"x\"]",
+            "[null, 1, {}]",
+        ] {
+            assert!(parse_frame(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn replies_echo_the_id_only_when_given() {
+        let id = json!(7);
+        assert_eq!(success_frame(Some(&id), json!({})), r#"["success",7,{}]"#);
+        assert_eq!(
+            success_frame(None, json!({"a": 1})),
+            r#"["success",{"a":1}]"#
+        );
+        assert_eq!(
+            error_frame(Some(&json!("x")), &ErrorCode::RoomUnknown.into()),
+            r#"["error","x",{"code":"room.unknown"}]"#
+        );
+        assert_eq!(
+            error_frame(
+                None,
+                &ErrorReply::with_message(ErrorCode::InvalidMessage, "m")
+            ),
+            r#"["error",{"code":"protocol.invalid_message","message":"m"}]"#
+        );
+    }
+}

@@ -62,6 +62,7 @@ diesel::table! {
         state -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        panic_epoch -> BigInt,
     }
 }
 

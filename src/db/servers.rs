@@ -66,6 +66,9 @@ pub struct ServerRow {
     /// `Some(world)`: exclusive to that world; `None`: shared by all worlds.
     pub world_id: Option<String>,
     pub state: ServerState,
+    /// Bumped by every panic; a running coordinator that sees it change forgets the server's
+    /// meetings (the CLI panics servers without talking to the gateway).
+    pub panic_epoch: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -103,9 +106,39 @@ struct RawServer {
     tag: Option<String>,
     world_id: Option<String>,
     state: String,
+    panic_epoch: i64,
     created_at: i64,
     updated_at: i64,
 }
+
+/// The columns of [`RawServer`], in its order.
+type RawColumns = (
+    bbb_servers::id,
+    bbb_servers::url,
+    bbb_servers::secret,
+    bbb_servers::checksum,
+    bbb_servers::weight,
+    bbb_servers::tag,
+    bbb_servers::world_id,
+    bbb_servers::state,
+    bbb_servers::panic_epoch,
+    bbb_servers::created_at,
+    bbb_servers::updated_at,
+);
+
+const RAW_COLUMNS: RawColumns = (
+    bbb_servers::id,
+    bbb_servers::url,
+    bbb_servers::secret,
+    bbb_servers::checksum,
+    bbb_servers::weight,
+    bbb_servers::tag,
+    bbb_servers::world_id,
+    bbb_servers::state,
+    bbb_servers::panic_epoch,
+    bbb_servers::created_at,
+    bbb_servers::updated_at,
+);
 
 impl TryFrom<RawServer> for ServerRow {
     type Error = DbError;
@@ -127,19 +160,11 @@ impl TryFrom<RawServer> for ServerRow {
             tag: r.tag,
             world_id: r.world_id,
             state,
+            panic_epoch: r.panic_epoch,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
-}
-
-// TEMP until crate::bbb::normalize_base_url lands.
-fn normalize_url(u: &str) -> Result<String, String> {
-    let u = u.trim().trim_end_matches('/');
-    if !(u.starts_with("http://") || u.starts_with("https://")) {
-        return Err("bad url".into());
-    }
-    Ok(u.trim_end_matches("/api").to_string())
 }
 
 fn check_weight(weight: f64) -> Result<(), DbError> {
@@ -154,7 +179,7 @@ fn check_weight(weight: f64) -> Result<(), DbError> {
 
 /// Registers a server; the URL is normalised and must not be registered already.
 pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
-    let url = normalize_url(&new.url).map_err(DbError::Invalid)?;
+    let url = crate::bbb::normalize_base_url(&new.url).map_err(DbError::Invalid)?;
     check_weight(new.weight)?;
     if new.secret.expose().trim().is_empty() {
         return Err(DbError::Invalid("the secret must not be empty".into()));
@@ -206,15 +231,20 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
 
 /// Every registered server, by id.
 pub fn list(conn: &mut DbConn) -> Result<Vec<ServerRow>, DbError> {
-    let raw: Vec<RawServer> =
-        with_conn!(conn, |c| bbb_servers::table.order(bbb_servers::id).load(c))?;
+    let raw: Vec<RawServer> = with_conn!(conn, |c| bbb_servers::table
+        .order(bbb_servers::id)
+        .select(RAW_COLUMNS)
+        .load(c))?;
     raw.into_iter().map(ServerRow::try_from).collect()
 }
 
 /// One server, or `None` for an unknown id.
 pub fn get(conn: &mut DbConn, id: i32) -> Result<Option<ServerRow>, DbError> {
-    let raw: Option<RawServer> =
-        with_conn!(conn, |c| bbb_servers::table.find(id).first(c).optional())?;
+    let raw: Option<RawServer> = with_conn!(conn, |c| bbb_servers::table
+        .find(id)
+        .select(RAW_COLUMNS)
+        .first(c)
+        .optional())?;
     raw.map(ServerRow::try_from).transpose()
 }
 
@@ -248,6 +278,42 @@ pub fn remove(conn: &mut DbConn, id: i32) -> Result<bool, DbError> {
     let n = with_conn!(conn, |c| diesel::delete(bbb_servers::table.find(id))
         .execute(c))?;
     Ok(n > 0)
+}
+
+/// Unregisters every server with this tag (the demo's own simulator); returns how many.
+pub fn remove_by_tag(conn: &mut DbConn, tag: &str) -> Result<usize, DbError> {
+    Ok(with_conn!(conn, |c| diesel::delete(
+        bbb_servers::table.filter(bbb_servers::tag.eq(tag))
+    )
+    .execute(c))?)
+}
+
+/// Panics a server: bumps its `panic_epoch` (so running coordinators forget its meetings) and
+/// unplaces its stored meetings so the next join re-creates them elsewhere. `None` for an
+/// unknown id, else how many stored meetings were forgotten.
+pub fn panic(conn: &mut DbConn, id: i32) -> Result<Option<usize>, DbError> {
+    let now = now_ms();
+    with_conn!(conn, |c| c.transaction(|c| {
+        let n = diesel::update(bbb_servers::table.find(id))
+            .set((
+                bbb_servers::panic_epoch.eq(bbb_servers::panic_epoch + 1),
+                bbb_servers::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let forgotten = diesel::update(
+            crate::db::schema::meetings::table
+                .filter(crate::db::schema::meetings::server_id.eq(id)),
+        )
+        .set((
+            crate::db::schema::meetings::server_id.eq(crate::db::meetings::UNPLACED),
+            crate::db::schema::meetings::updated_at.eq(now),
+        ))
+        .execute(c)?;
+        Ok::<_, DbError>(Some(forgotten))
+    }))
 }
 
 #[cfg(test)]
@@ -319,6 +385,49 @@ mod tests {
             let a = add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
             let dbg = format!("{a:?}");
             assert!(!dbg.contains("s3cr3t-value"), "{dbg}");
+        });
+    }
+
+    #[test]
+    fn panic_bumps_the_epoch_and_unplaces_meetings() {
+        use crate::db::meetings::{self, MeetingRow};
+        for_each_backend(|conn| {
+            let a = add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
+            assert_eq!(a.panic_epoch, 0);
+            let row = MeetingRow {
+                meeting_key: "room:w:r".into(),
+                world_id: "w".into(),
+                room_id: Some("r".into()),
+                call_id: None,
+                server_id: a.id,
+                meeting_id: "m1".into(),
+                attendee_pw: "ap".into(),
+                moderator_pw: "mp".into(),
+                create_time: None,
+                created_at: 0,
+                updated_at: 0,
+            };
+            meetings::insert_or_get(conn, &row).unwrap();
+            assert_eq!(panic(conn, a.id).unwrap(), Some(1));
+            assert_eq!(get(conn, a.id).unwrap().unwrap().panic_epoch, 1);
+            assert_eq!(
+                meetings::get(conn, "room:w:r").unwrap().unwrap().server(),
+                None
+            );
+            assert_eq!(panic(conn, a.id).unwrap(), Some(0));
+            assert_eq!(panic(conn, 9999).unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn remove_by_tag_removes_only_that_tag() {
+        for_each_backend(|conn| {
+            add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
+            let mut other = server("https://bbb2.example.org/bigbluebutton");
+            other.tag = Some("demo".into());
+            add(conn, &other).unwrap();
+            assert_eq!(remove_by_tag(conn, "demo").unwrap(), 1);
+            assert_eq!(list(conn).unwrap().len(), 1);
         });
     }
 

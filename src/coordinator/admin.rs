@@ -1,0 +1,258 @@
+//! Messages for the admin REST routes, the CLI-driven demo and the tests: fleet status (never a
+//! secret), registry reload, server state changes, panic, and an immediate poll.
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use crate::db::servers::ServerState;
+use crate::db::DbError;
+
+use super::{BbbCoordinator, CoordinatorStats};
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No server with this id (404).
+    #[error("no server with id {0}")]
+    UnknownServer(i32),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// One server in [`FleetStatus`]. Has no secret field, so it can be serialised as is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerStatus {
+    pub id: i32,
+    pub url: String,
+    pub state: ServerState,
+    pub online: bool,
+    /// A recent poll or create failed: no new meetings while a healthy server is left.
+    pub suspect: bool,
+    /// Meetings BBB reported at the last poll (all of them, ours or not).
+    pub meetings: u32,
+    /// Meetings of this gateway placed here.
+    pub meetings_placed: usize,
+    pub participants: u32,
+    pub listeners: u32,
+    pub voice: u32,
+    pub videos: u32,
+    pub largest_meeting: u32,
+    /// Live load from the last poll (before weight and reservations).
+    pub load: f64,
+    /// Meetings placed since the last poll that saw them.
+    pub reserved: u32,
+    /// Placement score: (load + reservations) × weight; lower gets the next meeting.
+    pub score: f64,
+    pub weight: f64,
+    pub tag: Option<String>,
+    /// Exclusive to this world; `None`: shared.
+    pub world: Option<String>,
+    pub last_poll_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+/// The coordinator's view of the fleet, for `/api/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub servers: Vec<ServerStatus>,
+    /// Meetings in the coordinator's table (placed or not).
+    pub meetings_known: usize,
+    /// Meetings whose create is in flight right now.
+    pub creates_in_flight: usize,
+    pub creates_sent: u64,
+    pub create_failures: u64,
+    pub creates_saved_by_single_flight: u64,
+    pub joins_from_memory: u64,
+    pub meetings_moved: u64,
+    pub ends_sent: u64,
+    pub poll_rounds: u64,
+}
+
+/// Asks for a [`FleetStatus`].
+#[derive(Debug, Clone, Copy)]
+pub struct GetFleetStatus;
+
+impl Message for GetFleetStatus {
+    type Result = FleetStatus;
+}
+
+/// Re-reads the server registry now (instead of at the next poll tick).
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadServers;
+
+impl Message for ReloadServers {
+    type Result = Result<(), DbError>;
+}
+
+/// Stores and applies a server's state.
+#[derive(Debug, Clone, Copy)]
+pub struct SetServerState {
+    pub id: i32,
+    pub state: ServerState,
+}
+
+impl Message for SetServerState {
+    type Result = Result<(), AdminError>;
+}
+
+/// Ends (best effort) and forgets every meeting on a server, so each is re-created elsewhere
+/// at its next join. Answers how many stored meetings were forgotten.
+#[derive(Debug, Clone, Copy)]
+pub struct PanicServer {
+    pub id: i32,
+}
+
+impl Message for PanicServer {
+    type Result = Result<usize, AdminError>;
+}
+
+/// Runs a poll round now and answers when it is done (tests, and after admin changes).
+#[derive(Debug, Clone, Copy)]
+pub struct PollNow;
+
+impl Message for PollNow {
+    type Result = ();
+}
+
+impl BbbCoordinator {
+    /// The fleet status, without secrets.
+    pub fn fleet_status(&self) -> FleetStatus {
+        let age = self.max_reservation_age();
+        let now = std::time::Instant::now();
+        let servers = self
+            .fleet
+            .iter()
+            .map(|s| {
+                let c = s.candidate(now, age);
+                ServerStatus {
+                    id: s.id(),
+                    url: s.row.url.clone(),
+                    state: s.state(),
+                    online: s.online,
+                    suspect: s.suspect,
+                    meetings: s.load.meetings,
+                    meetings_placed: self.meetings.count_on(s.id()),
+                    participants: s.load.participants,
+                    listeners: s.load.listeners,
+                    voice: s.load.voice,
+                    videos: s.load.videos,
+                    largest_meeting: s.load.largest_meeting,
+                    load: s.load.load,
+                    reserved: c.reserved,
+                    score: c.score(),
+                    weight: s.row.weight,
+                    tag: s.row.tag.clone(),
+                    world: s.row.world_id.clone(),
+                    last_poll_at_ms: s.last_poll_at_ms,
+                    last_error: s.last_error.clone(),
+                    consecutive_failures: s.consecutive_failures,
+                }
+            })
+            .collect();
+        let CoordinatorStats {
+            creates_sent,
+            create_failures,
+            creates_saved_by_single_flight,
+            joins_from_memory,
+            meetings_moved,
+            ends_sent,
+            poll_rounds,
+        } = self.stats.clone();
+        FleetStatus {
+            servers,
+            meetings_known: self.meetings.len(),
+            creates_in_flight: self.inflight.len(),
+            creates_sent,
+            create_failures,
+            creates_saved_by_single_flight,
+            joins_from_memory,
+            meetings_moved,
+            ends_sent,
+            poll_rounds,
+        }
+    }
+}
+
+impl Handler<GetFleetStatus> for BbbCoordinator {
+    type Result = MessageResult<GetFleetStatus>;
+
+    fn handle(&mut self, _msg: GetFleetStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.fleet_status())
+    }
+}
+
+impl Handler<ReloadServers> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, Result<(), DbError>>;
+
+    fn handle(&mut self, _msg: ReloadServers, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let fut = async move { db.run(crate::db::servers::list).await };
+        Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
+            act.apply_rows(res?);
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<SetServerState> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, Result<(), AdminError>>;
+
+    fn handle(&mut self, msg: SetServerState, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let SetServerState { id, state } = msg;
+        let fut = async move {
+            db.run(move |c| crate::db::servers::set_state(c, id, state))
+                .await
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            if !res? {
+                return Err(AdminError::UnknownServer(id));
+            }
+            if let Some(s) = act.fleet.get_mut(id) {
+                s.row.state = state;
+            }
+            log::info!("server {id} is now {state}");
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<PanicServer> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, Result<usize, AdminError>>;
+
+    fn handle(&mut self, msg: PanicServer, _ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.id;
+        let db = self.db.clone();
+        let fut = async move {
+            db.run(move |c| {
+                let forgotten = crate::db::servers::panic(c, id)?;
+                let epoch = crate::db::servers::get(c, id)?.map(|r| r.panic_epoch);
+                Ok(forgotten.zip(epoch))
+            })
+            .await
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let (forgotten, epoch) = res?.ok_or(AdminError::UnknownServer(id))?;
+            // Our own panic: do not treat the epoch bump as someone else's at the next reload.
+            act.panic_epochs.insert(id, epoch);
+            let meeting_ids = act.meetings.detach_server(id);
+            log::warn!(
+                "server {id} panicked: forgetting {} meeting(s) and ending them there",
+                meeting_ids.len()
+            );
+            for meeting_id in meeting_ids {
+                act.end_on(id, meeting_id);
+            }
+            Ok(forgotten)
+        }))
+    }
+}
+
+impl Handler<PollNow> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: PollNow, _ctx: &mut Self::Context) -> Self::Result {
+        self.poll_round()
+    }
+}

@@ -1,0 +1,197 @@
+//! The `create` parameters and `join` URL contents of PROTOCOL.md ("Join URL contents",
+//! "create parameters"), built from the world, the room's merged BBB config and the user.
+//! Pure: the coordinator signs the result with the server's secret.
+
+use crate::bbb::{CreateMeeting, JoinParams, Role};
+use crate::user::UserContext;
+use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
+
+use super::meetings::JoinTarget;
+
+/// The per-room (or per-call) part of a `create`; ids and passwords come from the meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTemplate {
+    pub name: String,
+    pub extra: Vec<(String, String)>,
+    pub presentation_url: Option<String>,
+}
+
+impl CreateTemplate {
+    /// The full `create` request for a meeting's ids and passwords.
+    pub fn request(
+        &self,
+        meeting_id: &str,
+        attendee_pw: &str,
+        moderator_pw: &str,
+    ) -> CreateMeeting {
+        CreateMeeting {
+            meeting_id: meeting_id.to_string(),
+            name: self.name.clone(),
+            attendee_pw: attendee_pw.to_string(),
+            moderator_pw: moderator_pw.to_string(),
+            extra: self.extra.clone(),
+            presentation_url: self.presentation_url.clone(),
+        }
+    }
+}
+
+fn flag(b: bool) -> String {
+    if b { "true" } else { "false" }.to_string()
+}
+
+fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_string(), v.into())
+}
+
+/// `create` parameters of a room's meeting.
+pub fn room_create(
+    world: &WorldSnapshot,
+    room: &RoomSnapshot,
+    bbb: &BbbRoomConfig,
+) -> CreateTemplate {
+    let name = match room.name.trim() {
+        "" => "Meeting".to_string(),
+        n => n.to_string(),
+    };
+    let mut extra = vec![
+        kv("record", flag(bbb.record)),
+        kv("meta_Source", "eventyay"),
+        kv("meta_World", world.id.as_str()),
+        kv("meta_Room", room.id.as_str()),
+        kv("muteOnStart", flag(bbb.bbb_mute_on_start)),
+        kv(
+            "lockSettingsDisablePrivateChat",
+            flag(world.bbb_disable_privatechat),
+        ),
+        kv("lockSettingsDisableCam", flag(bbb.bbb_disable_cam)),
+        kv("lockSettingsDisablePublicChat", flag(bbb.bbb_disable_chat)),
+        kv(
+            "guestPolicy",
+            if bbb.waiting_room {
+                "ASK_MODERATOR"
+            } else {
+                "ALWAYS_ACCEPT"
+            },
+        ),
+    ];
+    if let Some(vb) = bbb
+        .voice_bridge
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        extra.push(kv("voiceBridge", vb));
+    }
+    CreateTemplate {
+        name,
+        extra,
+        presentation_url: bbb
+            .presentation
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// `create` parameters of a private call's meeting.
+pub fn call_create(call_id: &str) -> CreateTemplate {
+    CreateTemplate {
+        name: "Call".into(),
+        extra: vec![
+            kv("record", "false"),
+            kv("meta_Source", "eventyay"),
+            kv("meta_Call", call_id),
+            kv("lockSettingsDisablePrivateChat", "true"),
+        ],
+        presentation_url: None,
+    }
+}
+
+/// The display name as BBB gets it: trimmed, without `:` (BBB splits on it). `None` when
+/// nothing usable is left.
+pub fn bbb_full_name(user: &UserContext) -> Option<String> {
+    let name: String = user.profile.usable_name()?.replace(':', "");
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn common(
+    world: &WorldSnapshot,
+    user: &UserContext,
+    full_name: &str,
+    target: &JoinTarget,
+    role: Role,
+) -> JoinParams {
+    let mut extra = vec![
+        kv("userdata-bbb_show_public_chat_on_login", "false"),
+        kv("userdata-bbb_skip_check_audio", "true"),
+    ];
+    if let Some(url) = world
+        .bbb_style_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        extra.push(kv("userdata-bbb_custom_style_url", url));
+    }
+    JoinParams {
+        meeting_id: target.meeting_id.clone(),
+        full_name: full_name.to_string(),
+        user_id: user.id.clone(),
+        role,
+        password: Some(match role {
+            Role::Moderator => target.moderator_pw.clone(),
+            Role::Viewer => target.attendee_pw.clone(),
+        }),
+        create_time: target.create_time,
+        avatar_url: user.profile.avatar_url.clone(),
+        guest: false,
+        extra,
+    }
+}
+
+/// Join parameters for a room: MODERATOR iff `moderator`, else VIEWER (a guest when the room
+/// has a waiting room).
+pub fn room_join(
+    world: &WorldSnapshot,
+    bbb: &BbbRoomConfig,
+    user: &UserContext,
+    full_name: &str,
+    moderator: bool,
+    target: &JoinTarget,
+) -> JoinParams {
+    let role = if moderator {
+        Role::Moderator
+    } else {
+        Role::Viewer
+    };
+    let mut p = common(world, user, full_name, target, role);
+    p.guest = bbb.waiting_room && !moderator;
+    p.extra.extend([
+        kv("userdata-bbb_listen_only_mode", flag(!bbb.auto_microphone)),
+        kv("userdata-bbb_auto_share_webcam", flag(bbb.auto_camera)),
+        kv("userdata-bbb_skip_video_preview", flag(bbb.auto_camera)),
+        kv(
+            "userdata-bbb_hide_presentation_on_join",
+            flag(bbb.hide_presentation),
+        ),
+    ]);
+    p
+}
+
+/// Join parameters for a private call: everyone is MODERATOR, camera and microphone on.
+pub fn call_join(
+    world: &WorldSnapshot,
+    user: &UserContext,
+    full_name: &str,
+    target: &JoinTarget,
+) -> JoinParams {
+    let mut p = common(world, user, full_name, target, Role::Moderator);
+    p.extra.extend([
+        kv("userdata-bbb_auto_share_webcam", "true"),
+        kv("userdata-bbb_listen_only_mode", "false"),
+        kv("userdata-bbb_auto_swap_layout", "true"),
+    ]);
+    p
+}

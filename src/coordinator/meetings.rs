@@ -1,0 +1,325 @@
+//! The in-memory meeting table: for each room (`room:{world}:{room}`) and call (`call:{id}`),
+//! its BBB meeting id, passwords, server, createTime and whether it is known to exist there.
+//! The database holds the same (minus liveness) so a restart loses nothing; joins of a live
+//! meeting are answered from here alone.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::bbb::{MeetingInfo, ServerEndpoint};
+use crate::db::meetings::{MeetingRow, UNPLACED};
+
+use super::fleet::Fleet;
+
+/// Key of a room's meeting.
+pub fn room_key(world: &str, room: &str) -> String {
+    format!("room:{world}:{room}")
+}
+
+/// Key of a call's meeting.
+pub fn call_key(call: &str) -> String {
+    format!("call:{call}")
+}
+
+/// A random string of ASCII letters and digits (meeting ids and passwords).
+pub fn random_token(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// One meeting the coordinator knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeetingEntry {
+    pub key: String,
+    pub world_id: String,
+    pub room_id: Option<String>,
+    pub call_id: Option<String>,
+    /// `None`: not placed (new, or its server went away).
+    pub server: Option<i32>,
+    pub meeting_id: String,
+    pub attendee_pw: String,
+    pub moderator_pw: String,
+    pub create_time: Option<i64>,
+    /// Known to exist on `server`: created by us, or listed by its last poll.
+    pub live: bool,
+    /// When liveness was last confirmed (create answered, or the send time of the poll that
+    /// listed it). A poll sent before this instant cannot contradict it.
+    pub confirmed_at: Option<Instant>,
+}
+
+impl MeetingEntry {
+    /// A fresh, unplaced meeting with random ids.
+    pub fn new(key: &str, world_id: &str, room_id: Option<&str>, call_id: Option<&str>) -> Self {
+        MeetingEntry {
+            key: key.to_string(),
+            world_id: world_id.to_string(),
+            room_id: room_id.map(str::to_string),
+            call_id: call_id.map(str::to_string),
+            server: None,
+            meeting_id: random_token(32),
+            attendee_pw: random_token(16),
+            moderator_pw: random_token(16),
+            create_time: None,
+            live: false,
+            confirmed_at: None,
+        }
+    }
+
+    /// From a stored row; liveness is unknown until a poll or a create confirms it.
+    pub fn from_row(row: MeetingRow) -> Self {
+        MeetingEntry {
+            server: row.server(),
+            key: row.meeting_key,
+            world_id: row.world_id,
+            room_id: row.room_id,
+            call_id: row.call_id,
+            meeting_id: row.meeting_id,
+            attendee_pw: row.attendee_pw,
+            moderator_pw: row.moderator_pw,
+            create_time: row.create_time,
+            live: false,
+            confirmed_at: None,
+        }
+    }
+
+    pub fn to_row(&self) -> MeetingRow {
+        MeetingRow {
+            meeting_key: self.key.clone(),
+            world_id: self.world_id.clone(),
+            room_id: self.room_id.clone(),
+            call_id: self.call_id.clone(),
+            server_id: self.server.unwrap_or(UNPLACED),
+            meeting_id: self.meeting_id.clone(),
+            attendee_pw: self.attendee_pw.clone(),
+            moderator_pw: self.moderator_pw.clone(),
+            create_time: self.create_time,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
+/// Everything needed to sign a join URL for a meeting, without touching the actor again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinTarget {
+    pub server_id: i32,
+    pub endpoint: ServerEndpoint,
+    pub meeting_id: String,
+    pub attendee_pw: String,
+    pub moderator_pw: String,
+    pub create_time: Option<i64>,
+}
+
+impl JoinTarget {
+    pub fn new(entry: &MeetingEntry, server_id: i32, endpoint: ServerEndpoint) -> Self {
+        JoinTarget {
+            server_id,
+            endpoint,
+            meeting_id: entry.meeting_id.clone(),
+            attendee_pw: entry.attendee_pw.clone(),
+            moderator_pw: entry.moderator_pw.clone(),
+            create_time: entry.create_time,
+        }
+    }
+}
+
+/// The table, by key and by BBB meeting id.
+#[derive(Debug, Default)]
+pub struct MeetingTable {
+    by_key: HashMap<String, MeetingEntry>,
+    key_by_meeting_id: HashMap<String, String>,
+}
+
+impl MeetingTable {
+    pub fn insert(&mut self, entry: MeetingEntry) {
+        if let Some(old) = self.by_key.get(&entry.key) {
+            self.key_by_meeting_id.remove(&old.meeting_id);
+        }
+        self.key_by_meeting_id
+            .insert(entry.meeting_id.clone(), entry.key.clone());
+        self.by_key.insert(entry.key.clone(), entry);
+    }
+
+    pub fn get(&self, key: &str) -> Option<&MeetingEntry> {
+        self.by_key.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut MeetingEntry> {
+        self.by_key.get_mut(key)
+    }
+
+    pub fn by_meeting_id(&self, meeting_id: &str) -> Option<&MeetingEntry> {
+        self.key_by_meeting_id
+            .get(meeting_id)
+            .and_then(|k| self.by_key.get(k))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// How many meetings are placed on `server`.
+    pub fn count_on(&self, server: i32) -> usize {
+        self.by_key
+            .values()
+            .filter(|e| e.server == Some(server))
+            .count()
+    }
+
+    /// The join target when the meeting is known to exist on a server that serves it: the
+    /// fast path, no create and no database.
+    pub fn known_running(&self, key: &str, fleet: &Fleet) -> Option<JoinTarget> {
+        let entry = self.by_key.get(key)?;
+        let server = entry.server?;
+        let live = fleet.get(server)?;
+        (entry.live && live.serves_existing())
+            .then(|| JoinTarget::new(entry, server, live.endpoint.clone()))
+    }
+
+    /// Unplaces every meeting on `server` (offline, panic, removed); returns their meeting ids.
+    pub fn detach_server(&mut self, server: i32) -> Vec<String> {
+        self.by_key
+            .values_mut()
+            .filter(|e| e.server == Some(server))
+            .map(|e| {
+                e.server = None;
+                e.live = false;
+                e.confirmed_at = None;
+                e.meeting_id.clone()
+            })
+            .collect()
+    }
+
+    /// Applies a successful poll of `server` sent at `started`: meetings it lists are live
+    /// (with BBB's createTime), ours it does not list are gone unless created after the poll
+    /// was sent. Returns the meeting ids it lists that belong to meetings placed elsewhere or
+    /// nowhere (moved away): they should be ended there.
+    pub fn apply_poll(
+        &mut self,
+        server: i32,
+        started: Instant,
+        listed: &[MeetingInfo],
+    ) -> Vec<String> {
+        let listed_ids: HashMap<&str, &MeetingInfo> =
+            listed.iter().map(|m| (m.meeting_id.as_str(), m)).collect();
+        for entry in self.by_key.values_mut() {
+            if entry.server != Some(server) {
+                continue;
+            }
+            match listed_ids.get(entry.meeting_id.as_str()) {
+                Some(info) => {
+                    entry.live = true;
+                    if entry.confirmed_at.is_none_or(|c| c < started) {
+                        entry.confirmed_at = Some(started);
+                    }
+                    if info.create_time > 0 {
+                        entry.create_time = Some(info.create_time);
+                    }
+                }
+                None => {
+                    if entry.confirmed_at.is_none_or(|c| c < started) {
+                        entry.live = false;
+                    }
+                }
+            }
+        }
+        listed
+            .iter()
+            .filter_map(|m| {
+                let entry = self.by_meeting_id(&m.meeting_id)?;
+                (entry.server != Some(server)).then(|| m.meeting_id.clone())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bbb::{ChecksumAlgorithm, Secret};
+    use crate::db::servers::{ServerRow, ServerState};
+
+    fn fleet() -> Fleet {
+        let mut f = Fleet::default();
+        f.apply_rows(vec![ServerRow {
+            id: 1,
+            url: "https://a/bigbluebutton".into(),
+            secret: Secret::new("s"),
+            checksum: ChecksumAlgorithm::Sha1,
+            weight: 1.0,
+            tag: None,
+            world_id: None,
+            state: ServerState::Enabled,
+            panic_epoch: 0,
+            created_at: 0,
+            updated_at: 0,
+        }]);
+        f
+    }
+
+    fn info(id: &str, create_time: i64) -> MeetingInfo {
+        MeetingInfo {
+            meeting_id: id.into(),
+            create_time,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ids_are_random_and_long() {
+        let a = MeetingEntry::new("room:w:r", "w", Some("r"), None);
+        let b = MeetingEntry::new("room:w:r", "w", Some("r"), None);
+        assert!(a.meeting_id.len() >= 24 && a.meeting_id != b.meeting_id);
+        assert_ne!(a.attendee_pw, a.moderator_pw);
+        assert_eq!(MeetingEntry::from_row(a.to_row()).meeting_id, a.meeting_id);
+    }
+
+    #[test]
+    fn polls_confirm_and_expire_liveness() {
+        let f = fleet();
+        let mut t = MeetingTable::default();
+        let mut e = MeetingEntry::new("k", "w", None, Some("c"));
+        e.server = Some(1);
+        let mid = e.meeting_id.clone();
+        t.insert(e);
+        assert!(t.known_running("k", &f).is_none());
+        let p1 = Instant::now();
+        assert!(t.apply_poll(1, p1, &[info(&mid, 42)]).is_empty());
+        let target = t.known_running("k", &f).unwrap();
+        assert_eq!(target.create_time, Some(42));
+        // Created after a poll was sent: that poll cannot say it is gone.
+        let p2 = Instant::now();
+        {
+            let e = t.get_mut("k").unwrap();
+            e.confirmed_at = Some(Instant::now());
+        }
+        t.apply_poll(1, p2, &[]);
+        assert!(t.known_running("k", &f).is_some());
+        t.apply_poll(1, Instant::now(), &[]);
+        assert!(t.known_running("k", &f).is_none());
+    }
+
+    #[test]
+    fn meetings_seen_where_they_no_longer_belong_are_reported() {
+        let mut t = MeetingTable::default();
+        let mut e = MeetingEntry::new("k", "w", None, Some("c"));
+        e.server = Some(2);
+        let mid = e.meeting_id.clone();
+        t.insert(e);
+        let stray = t.apply_poll(1, Instant::now(), &[info(&mid, 1), info("foreign", 1)]);
+        assert_eq!(stray, vec![mid.clone()]);
+        assert_eq!(t.detach_server(2), vec![mid]);
+        assert_eq!(t.get("k").unwrap().server, None);
+        assert_eq!(t.count_on(2), 0);
+    }
+}

@@ -1,0 +1,248 @@
+//! Actor tests of the coordinator against a scripted BBB backend ([`fake::FakeBbb`]) and a temp
+//! SQLite database.
+
+mod fake;
+mod health;
+mod joins;
+mod placement_actor;
+mod recordings_actor;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use crate::bbb::{ChecksumAlgorithm, Secret};
+use crate::db::servers::{self, NewServer};
+use crate::db::Db;
+use crate::protocol::{ErrorCode, ErrorReply};
+use crate::user::{Profile, UserContext};
+use crate::world::WorldSnapshot;
+
+use super::{
+    BbbCommand, BbbCommandKind, BbbCoordinator, CoordinatorSettings, FleetStatus, GetFleetStatus,
+    PollNow,
+};
+use fake::FakeBbb;
+
+pub(super) fn settings() -> CoordinatorSettings {
+    CoordinatorSettings {
+        // Tests poll explicitly with `PollNow` (one poll also runs at start).
+        poll_interval: Duration::from_secs(3600),
+        unhealthy_after: 2,
+        healthy_after: 2,
+        create_retry_servers: 2,
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
+pub(super) fn url_of(n: usize) -> String {
+    format!("https://bbb{n}.test/bigbluebutton")
+}
+
+/// A test world: `r1` (waiting room, record, voice bridge, a `:` in its name), `r2` (plain),
+/// `chat` (no BBB module), `pref` (prefers server 2), and `extra_rooms` more plain rooms
+/// `room0`…; traits `p` → participant, `spk` → speaker, `mod` → moderator.
+pub(super) fn world_with(extra_rooms: usize) -> Arc<WorldSnapshot> {
+    let mut rooms = vec![
+        json!({"id": "r1", "name": "Room: One", "modules": [{"type": "call.bigbluebutton", "config": {
+            "record": true, "waiting_room": true, "auto_microphone": true, "auto_camera": true,
+            "voice_bridge": "12345", "bbb_mute_on_start": true}}]}),
+        json!({"id": "r2", "name": "Room 2", "modules": [{"type": "call.bigbluebutton", "config": {}}]}),
+        json!({"id": "chat", "name": "Chat", "modules": [{"type": "chat.native", "config": {}}]}),
+        json!({"id": "pref", "name": "Pref", "modules": [{"type": "call.bigbluebutton", "config": {
+            "prefer_server": url_of(2)}}]}),
+    ];
+    for i in 0..extra_rooms {
+        rooms.push(
+            json!({"id": format!("room{i}"), "name": format!("Room {i}"),
+            "modules": [{"type": "call.bigbluebutton", "config": {}}]}),
+        );
+    }
+    let file = json!({
+        "id": "w", "title": "W", "timezone": "Europe/Berlin",
+        "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": "0123456789abcdef0123456789abcdef"}],
+        "trait_grants": {"viewer": [], "participant": ["p"], "speaker": ["spk"], "moderator": ["mod"]},
+        "bbb_defaults": {"record": false},
+        "bbb_disable_privatechat": true,
+        "bbb_style_url": "https://style.test/bbb.css",
+        "rooms": rooms,
+    });
+    let file = crate::world::parse_world_file(&file.to_string()).expect("test world");
+    Arc::new(WorldSnapshot::from_file(&file, 1))
+}
+
+pub(super) fn user(uid: &str, traits: &[&str], name: Option<&str>) -> Arc<UserContext> {
+    Arc::new(UserContext {
+        id: format!("user-{uid}"),
+        world_id: "w".into(),
+        uid: Some(uid.into()),
+        traits: traits.iter().map(|t| t.to_string()).collect(),
+        profile: Profile {
+            display_name: name.map(str::to_string),
+            avatar_url: None,
+        },
+        moderation: Default::default(),
+    })
+}
+
+/// A coordinator over `n` fake servers (ids 1..=n, URLs [`url_of`]).
+pub(super) struct Harness {
+    pub db: Db,
+    pub fake: FakeBbb,
+    pub addr: Addr<BbbCoordinator>,
+    pub ids: Vec<i32>,
+    pub world: Arc<WorldSnapshot>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn new(n: usize) -> Harness {
+        Self::with(n, settings(), 0).await
+    }
+
+    pub async fn with(n: usize, settings: CoordinatorSettings, extra_rooms: usize) -> Harness {
+        let (db, dir) = crate::db::test_support::temp_sqlite();
+        let fake = FakeBbb::default();
+        let mut ids = Vec::new();
+        {
+            let mut conn = db.get().expect("conn");
+            crate::db::test_support::insert_world(&mut conn, "w");
+            crate::db::test_support::insert_world(&mut conn, "other");
+            for i in 1..=n {
+                let row = servers::add(
+                    &mut conn,
+                    &NewServer {
+                        url: url_of(i),
+                        secret: Secret::new(format!("secret-{i}")),
+                        checksum: ChecksumAlgorithm::Sha1,
+                        weight: 1.0,
+                        tag: None,
+                        world_id: None,
+                    },
+                )
+                .expect("add server");
+                fake.add_server(&row.url);
+                ids.push(row.id);
+            }
+        }
+        let addr = BbbCoordinator::new(db.clone(), Rc::new(fake.clone()), settings).start();
+        let h = Harness {
+            db,
+            fake,
+            addr,
+            ids,
+            world: world_with(extra_rooms),
+            _dir: dir,
+        };
+        h.poll().await;
+        h
+    }
+
+    /// A second coordinator on the same database and BBB fleet (a restart).
+    pub fn restart(&mut self) {
+        self.addr =
+            BbbCoordinator::new(self.db.clone(), Rc::new(self.fake.clone()), settings()).start();
+    }
+
+    pub async fn poll(&self) {
+        self.addr.send(PollNow).await.expect("poll");
+    }
+
+    pub async fn status(&self) -> FleetStatus {
+        self.addr.send(GetFleetStatus).await.expect("status")
+    }
+
+    pub async fn send(
+        &self,
+        user: &Arc<UserContext>,
+        kind: BbbCommandKind,
+    ) -> Result<Value, ErrorReply> {
+        self.addr
+            .send(BbbCommand {
+                world: self.world.clone(),
+                user: user.clone(),
+                kind,
+            })
+            .await
+            .expect("coordinator")
+    }
+
+    pub async fn room_url(&self, user: &Arc<UserContext>, room: &str) -> Result<Value, ErrorReply> {
+        self.send(
+            user,
+            BbbCommandKind::RoomUrl {
+                room: Some(room.into()),
+            },
+        )
+        .await
+    }
+
+    /// Joins `room` as a participant and returns the parsed join URL.
+    pub async fn join(&self, room: &str) -> JoinUrl {
+        let v = self
+            .room_url(&user("alice", &["p"], Some("Alice")), room)
+            .await
+            .expect("join");
+        JoinUrl::parse(&v)
+    }
+
+    /// Registers another server while the coordinator runs (picked up at the next poll).
+    pub fn add_server(&mut self, url: &str, world: Option<&str>) -> i32 {
+        let mut conn = self.db.get().expect("conn");
+        let row = servers::add(
+            &mut conn,
+            &NewServer {
+                url: url.into(),
+                secret: Secret::new("secret-x"),
+                checksum: ChecksumAlgorithm::Sha256,
+                weight: 1.0,
+                tag: None,
+                world_id: world.map(str::to_string),
+            },
+        )
+        .expect("add server");
+        self.fake.add_server(&row.url);
+        self.ids.push(row.id);
+        row.id
+    }
+
+    /// The stored server of a room's meeting.
+    pub fn stored_server(&self, room: &str) -> Option<i32> {
+        let mut conn = self.db.get().expect("conn");
+        crate::db::meetings::get(&mut conn, &format!("room:w:{room}"))
+            .expect("meeting row")
+            .and_then(|r| r.server())
+    }
+}
+
+/// A join URL split into its base and parameters.
+#[derive(Debug)]
+pub(super) struct JoinUrl {
+    pub base: String,
+    pub params: HashMap<String, String>,
+}
+
+impl JoinUrl {
+    pub fn parse(v: &Value) -> JoinUrl {
+        let url = v["url"].as_str().expect("url");
+        let (base, query) = url.split_once("/api/join?").expect("join url");
+        JoinUrl {
+            base: base.to_string(),
+            params: form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.params.get(k).map(String::as_str)
+    }
+}
+
+pub(super) fn code(r: Result<Value, ErrorReply>) -> ErrorCode {
+    r.expect_err("expected an error").code
+}

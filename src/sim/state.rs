@@ -1,0 +1,218 @@
+//! The simulator's memory: meetings with BBB's lifecycle, recordings, the call log and the
+//! current fault. Guarded by one std `Mutex` that is never held across an await.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// How every API call misbehaves (`POST /sim/fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    #[default]
+    None,
+    /// Answer HTTP 500.
+    Http500,
+    /// Answer 200 with a body that is not XML.
+    Garbage,
+    /// Answer FAILED `checksumError` whatever the checksum.
+    ChecksumError,
+    /// Never answer until the mode changes (the client's timeout must fire).
+    Hang,
+}
+
+/// One API call as received, for `GET /sim/calls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub call: String,
+    /// Query parameters without `checksum` (last value wins for repeated names).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// ms since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A joined user, listed under `<attendees>`.
+#[derive(Debug, Clone)]
+pub struct Attendee {
+    pub user_id: String,
+    pub full_name: String,
+    pub moderator: bool,
+}
+
+/// A meeting on the simulated server.
+#[derive(Debug, Clone)]
+pub struct SimMeeting {
+    pub meeting_id: String,
+    pub internal_id: String,
+    pub name: String,
+    pub attendee_pw: String,
+    pub moderator_pw: String,
+    pub create_time: i64,
+    pub created_at: Instant,
+    pub voice_bridge: String,
+    pub max_participants: u32,
+    pub guest_policy: String,
+    pub record: bool,
+    pub metadata: Vec<(String, String)>,
+    /// Nobody joined within this long → the meeting ends.
+    pub expire_no_join: Duration,
+    /// The last user left this long ago → the meeting ends.
+    pub expire_last_left: Duration,
+    pub has_user_joined: bool,
+    pub last_left: Option<Instant>,
+    pub participants: u32,
+    pub moderators: u32,
+    pub listeners: u32,
+    pub voice: u32,
+    pub video: u32,
+    pub attendees: Vec<Attendee>,
+}
+
+impl SimMeeting {
+    /// BBB's two expiry rules.
+    pub fn expired(&self, now: Instant) -> bool {
+        if !self.has_user_joined {
+            return now.saturating_duration_since(self.created_at) >= self.expire_no_join;
+        }
+        match self.last_left {
+            Some(left) if self.participants == 0 => {
+                now.saturating_duration_since(left) >= self.expire_last_left
+            }
+            _ => false,
+        }
+    }
+
+    /// BBB calls a meeting running once someone joined, until it ends.
+    pub fn running(&self) -> bool {
+        self.has_user_joined
+    }
+
+    /// Sets counts as `POST /sim/participants` does; 0 participants starts the expiry timer.
+    pub fn set_participants(&mut self, participants: u32, now: Instant) {
+        if participants > 0 {
+            self.has_user_joined = true;
+            self.last_left = None;
+        } else if self.participants > 0 || self.has_user_joined {
+            self.has_user_joined = true;
+            self.last_left = Some(now);
+        }
+        self.participants = participants;
+    }
+}
+
+/// A recording known to the simulated server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimRecording {
+    pub record_id: String,
+    pub meeting_id: String,
+    pub internal_meeting_id: String,
+    pub name: String,
+    pub state: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub participants: u32,
+    pub formats: Vec<SimFormat>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A playback format of a [`SimRecording`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimFormat {
+    #[serde(rename = "type")]
+    pub format_type: String,
+    pub url: String,
+    #[serde(default)]
+    pub length: Option<u32>,
+}
+
+/// A join session, for the `/client/join` page.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub meeting_id: String,
+    pub full_name: String,
+    pub moderator: bool,
+}
+
+/// Everything the simulator remembers; a restart forgets it all, like a rebooted BBB.
+#[derive(Debug, Default)]
+pub struct SimState {
+    pub meetings: HashMap<String, SimMeeting>,
+    pub recordings: Vec<SimRecording>,
+    pub calls: Vec<CallRecord>,
+    pub sessions: HashMap<String, Session>,
+    pub fault: FaultMode,
+    pub fault_latency_ms: u64,
+}
+
+impl SimState {
+    /// Drops meetings that BBB would have ended by now.
+    pub fn purge_expired(&mut self, now: Instant) {
+        self.meetings.retain(|_, m| !m.expired(now));
+    }
+
+    /// `POST /sim/reset`: forgets meetings, recordings, sessions, the call log and any fault.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// ms since the Unix epoch (BBB's time unit).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meeting(now: Instant) -> SimMeeting {
+        SimMeeting {
+            meeting_id: "m".into(),
+            internal_id: "i".into(),
+            name: "n".into(),
+            attendee_pw: "ap".into(),
+            moderator_pw: "mp".into(),
+            create_time: 1,
+            created_at: now,
+            voice_bridge: "12345".into(),
+            max_participants: 0,
+            guest_policy: "ALWAYS_ACCEPT".into(),
+            record: false,
+            metadata: vec![],
+            expire_no_join: Duration::from_secs(5),
+            expire_last_left: Duration::from_secs(1),
+            has_user_joined: false,
+            last_left: None,
+            participants: 0,
+            moderators: 0,
+            listeners: 0,
+            voice: 0,
+            video: 0,
+            attendees: vec![],
+        }
+    }
+
+    #[test]
+    fn expires_when_nobody_joins() {
+        let t0 = Instant::now();
+        let m = meeting(t0);
+        assert!(!m.expired(t0 + Duration::from_secs(4)));
+        assert!(m.expired(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn expires_after_last_user_left() {
+        let t0 = Instant::now();
+        let mut m = meeting(t0);
+        m.set_participants(3, t0);
+        assert!(m.running());
+        assert!(!m.expired(t0 + Duration::from_secs(100)));
+        let t1 = t0 + Duration::from_secs(100);
+        m.set_participants(0, t1);
+        assert!(!m.expired(t1 + Duration::from_millis(500)));
+        assert!(m.expired(t1 + Duration::from_secs(1)));
+        m.set_participants(1, t1);
+        assert!(!m.expired(t1 + Duration::from_secs(10)));
+    }
+}

@@ -60,9 +60,11 @@ impl SimHandle {
         format!("http://127.0.0.1:{}/bigbluebutton", self.port)
     }
 
-    /// Stops the server without waiting for in-flight (e.g. hanging) requests.
+    /// Stops the server and returns once its worker is gone, so the port refuses connections
+    /// (kept-alive ones included). In-flight (e.g. hanging) requests are dropped, not awaited:
+    /// the shutdown timeout is zero.
     pub async fn stop(self) {
-        self.server.stop(false).await;
+        self.server.stop(true).await;
     }
 }
 
@@ -106,7 +108,7 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<Sim
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
+    .shutdown_timeout(0)
     .bind(listen)?;
     let port = http
         .addrs()

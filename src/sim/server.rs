@@ -110,8 +110,14 @@ pub(crate) async fn index(req: HttpRequest, shared: Data) -> HttpResponse {
     xml(x.finish())
 }
 
-/// `GET|POST /bigbluebutton/api/{call}`.
-pub(crate) async fn call(req: HttpRequest, path: web::Path<String>, shared: Data) -> HttpResponse {
+/// `GET|POST /bigbluebutton/api/{call}`. A POST body (create's `<modules>`) is read so the
+/// connection stays usable, but like every parameter BBB reads, the signed ones are in the query.
+pub(crate) async fn call(
+    req: HttpRequest,
+    path: web::Path<String>,
+    _body: web::Bytes,
+    shared: Data,
+) -> HttpResponse {
     let call = path.into_inner();
     let raw = req.query_string();
     let params = parse_params(raw);

@@ -314,9 +314,9 @@ async fn checksum_errors_like_bbb() {
 
 #[actix_web::test]
 async fn meetings_expire_on_bbb_schedule() {
-    // 600: a BBB minute lasts 100 ms.
+    // 300: a BBB minute lasts 200 ms.
     let sim = start_sim(SimConfig {
-        time_scale: 600.0,
+        time_scale: 300.0,
         ..sim_config()
     })
     .await;
@@ -337,7 +337,7 @@ async fn meetings_expire_on_bbb_schedule() {
     )
     .await;
     assert_eq!(c.get_meetings(&ep).await.unwrap().len(), 2);
-    actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let ids: Vec<_> = c
         .get_meetings(&ep)
         .await
@@ -346,9 +346,11 @@ async fn meetings_expire_on_bbb_schedule() {
         .map(|m| m.meeting_id)
         .collect();
     assert_eq!(ids, vec!["nobody".to_string()]); // last user left > 1 BBB minute ago
-    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    actix_web::rt::time::sleep(Duration::from_millis(700)).await;
     assert!(c.get_meetings(&ep).await.unwrap().is_empty());
     // After expiry a join URL fails, and create starts a new instance.
+    let late = join_url(&ep, &join_params("nobody", Role::Viewer, None));
+    assert!(get(&late).await.2.contains("invalidMeetingIdentifier"));
     let again = c.create(&ep, &meeting("nobody")).await.unwrap();
     assert!(!again.duplicate);
     sim.stop().await;

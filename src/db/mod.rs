@@ -9,7 +9,11 @@ pub mod schema;
 
 pub mod calls;
 pub mod meetings;
+pub mod server_status;
 pub mod servers;
+#[doc(hidden)]
+pub mod testing;
+pub mod users;
 #[cfg(test)]
 pub(crate) mod test_support;
 

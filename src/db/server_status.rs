@@ -31,22 +31,26 @@ pub fn store(conn: &mut DbConn, rows: &[ServerStatusRow]) -> Result<(), DbError>
     if rows.is_empty() {
         return Ok(());
     }
-    with_conn!(conn, |c| diesel::insert_into(st::table)
-        .values(rows)
-        .on_conflict(st::server_id)
-        .do_update()
-        .set((
-            st::online.eq(excluded(st::online)),
-            st::meetings.eq(excluded(st::meetings)),
-            st::participants.eq(excluded(st::participants)),
-            st::voice.eq(excluded(st::voice)),
-            st::videos.eq(excluded(st::videos)),
-            st::load.eq(excluded(st::load)),
-            st::consecutive_failures.eq(excluded(st::consecutive_failures)),
-            st::polled_at.eq(excluded(st::polled_at)),
-        ))
-        .execute(c))?;
-    Ok(())
+    with_conn!(conn, |c| c.transaction(|c| {
+        for row in rows {
+            diesel::insert_into(st::table)
+                .values(row)
+                .on_conflict(st::server_id)
+                .do_update()
+                .set((
+                    st::online.eq(excluded(st::online)),
+                    st::meetings.eq(excluded(st::meetings)),
+                    st::participants.eq(excluded(st::participants)),
+                    st::voice.eq(excluded(st::voice)),
+                    st::videos.eq(excluded(st::videos)),
+                    st::load.eq(excluded(st::load)),
+                    st::consecutive_failures.eq(excluded(st::consecutive_failures)),
+                    st::polled_at.eq(excluded(st::polled_at)),
+                ))
+                .execute(c)?;
+        }
+        Ok::<_, DbError>(())
+    }))
 }
 
 /// Every stored status, by server id.

@@ -1,1 +1,6 @@
+//! Integration tests: the real gateway on port 0, driven only through its public interface.
+//! One test binary keeps linking cheap.
 
+mod bbb_sim;
+mod helpers;
+mod ws_protocol;

@@ -1,0 +1,111 @@
+//! `bbb-gateway serve --demo`: a newcomer's one command from clone to a working join URL. Starts
+//! an in-process bbb-sim, registers it, seeds a demo world and prints how to use it.
+
+use anyhow::Context;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::sim::{self, SimConfig};
+use crate::startup::{open_database, Application};
+
+/// Tag of the servers the demo registers, so the next demo run replaces them.
+const DEMO_TAG: &str = "demo";
+pub const DEMO_WORLD: &str = "demo";
+pub const DEMO_ROOM: &str = "demo-room";
+
+fn random_string(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// The demo world: one BBB room everyone may join; the `moderator` trait moderates.
+fn demo_world(jwt_secret: &str) -> serde_json::Value {
+    json!({
+        "id": DEMO_WORLD, "title": "bbb-gateway demo", "timezone": "UTC",
+        "jwt_secrets": [{"issuer": "demo", "audience": "venueless", "secret": jwt_secret}],
+        "trait_grants": {"viewer": [], "participant": [], "moderator": ["moderator"]},
+        "bbb_defaults": {"record": false},
+        "rooms": [
+            {"id": DEMO_ROOM, "name": "Demo room",
+             "trait_grants": {"viewer": [], "participant": [], "moderator": ["moderator"]},
+             "modules": [{"type": "call.bigbluebutton", "config": {"record": true}}]}
+        ]
+    })
+}
+
+/// Starts the simulator, seeds the database and builds the gateway; prints the demo's guide.
+pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
+    if settings.admin.tokens.is_empty() {
+        settings.admin.tokens.push(random_string(32));
+    }
+    let admin_token = settings.admin.tokens[0].clone();
+    let bbb_secret = random_string(40);
+    let sim = sim::start(
+        "127.0.0.1:0".parse().context("loopback address")?,
+        SimConfig {
+            secret: bbb_secret.clone(),
+            checksum: None,
+            latency_ms: 0,
+            time_scale: 1.0,
+        },
+    )
+    .await
+    .context("cannot start the demo BBB simulator")?;
+    let sim_url = sim.base_url();
+    let jwt_secret = random_string(40);
+    let settings_db = settings.clone();
+    let (moderator, attendee) = actix_web::web::block(move || -> anyhow::Result<(String, String)> {
+        let db = open_database(&settings_db)?;
+        let mut conn = db.get()?;
+        crate::db::servers::remove_by_tag(&mut conn, DEMO_TAG)?;
+        crate::db::servers::add(
+            &mut conn,
+            &crate::db::servers::NewServer {
+                url: sim_url,
+                secret: crate::bbb::Secret::new(bbb_secret),
+                checksum: crate::bbb::ChecksumAlgorithm::Sha256,
+                weight: 1.0,
+                tag: Some(DEMO_TAG.into()),
+                world_id: None,
+            },
+        )?;
+        let file = crate::world::parse_world_file(&demo_world(&jwt_secret).to_string())
+            .context("demo world")?;
+        crate::world::import_world(&mut conn, &file)?;
+        let secret = file.jwt_secrets.first().context("demo world secret")?;
+        let moderator = crate::auth::mint_token(
+            secret,
+            "demo-moderator",
+            &["moderator".to_string()],
+            Some("Demo Moderator"),
+            7 * 86400,
+        )?;
+        let attendee =
+            crate::auth::mint_token(secret, "demo-attendee", &[], Some("Demo Attendee"), 7 * 86400)?;
+        Ok((moderator, attendee))
+    })
+    .await
+    .context("demo set-up task failed")??;
+
+    let app = Application::build(settings).await?;
+    let port = app.port();
+    // The simulator lives as long as the gateway.
+    actix_web::rt::spawn(async move {
+        let _sim = sim;
+        std::future::pending::<()>().await;
+    });
+    let ws = format!("ws://127.0.0.1:{port}/ws/world/{DEMO_WORLD}/");
+    println!("bbb-gateway demo is running");
+    println!("  websocket:        {ws}");
+    println!("  moderator token:  {moderator}");
+    println!("  attendee token:   {attendee}");
+    println!("  admin token:      {admin_token}");
+    println!("  status:           curl -H 'Authorization: Bearer {admin_token}' http://127.0.0.1:{port}/api/v1/status");
+    println!("  try it:           bbb-gateway client --url {ws} --token {attendee} bbb.room_url '{{\"room\": \"{DEMO_ROOM}\"}}'");
+    Ok(app)
+}

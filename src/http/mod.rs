@@ -1,0 +1,13 @@
+//! HTTP routes: the WebSocket endpoint and health. Admin routes live in [`crate::admin`].
+
+mod health;
+mod ws;
+
+use actix_web::web;
+
+/// Registers every route; used by `startup` for the real server and by tests alike.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/ws/world/{world_id}/", web::get().to(ws::connect))
+        .route("/ws/world/{world_id}", web::get().to(ws::connect));
+}

@@ -1,0 +1,287 @@
+//! One actor per WebSocket connection: framing, heartbeat, flood and size limits, and
+//! authentication. `bbb.*` requests go to the [`BbbCoordinator`](crate::coordinator); the session
+//! only turns their answers into frames (actix's `websockets/chat` split).
+
+pub mod authenticate;
+pub mod limits;
+pub mod routing;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, ContextFutureSpawner, StreamHandler, WrapFuture};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use serde_json::json;
+
+use crate::coordinator::{BbbCommand, BbbCommandKind};
+use crate::protocol::{error_frame, event_frame, parse_frame, success_frame, ErrorCode, ErrorReply, Request};
+use crate::state::AppState;
+use crate::user::UserContext;
+use crate::world::WorldSnapshot;
+use limits::InvalidFrameLimiter;
+use routing::{route, Route};
+
+/// Timing and abuse limits of a session; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// How often an idle client is pinged.
+    pub heartbeat_interval: Duration,
+    /// A client silent this long is dropped.
+    pub client_timeout: Duration,
+    /// Invalid frames tolerated within `invalid_window` before closing with 1008.
+    pub max_invalid_frames: usize,
+    pub invalid_window: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            max_invalid_frames: 20,
+            invalid_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The WebSocket session actor.
+pub struct WsSession {
+    app: Arc<AppState>,
+    world_id: String,
+    /// `None` when the world does not exist: the session reports it and closes.
+    world: Option<Arc<WorldSnapshot>>,
+    user: Option<Arc<UserContext>>,
+    authenticating: bool,
+    last_heard: Instant,
+    limiter: InvalidFrameLimiter,
+}
+
+impl WsSession {
+    pub fn new(app: Arc<AppState>, world_id: String, world: Option<Arc<WorldSnapshot>>) -> Self {
+        let limiter = InvalidFrameLimiter::new(
+            app.session.max_invalid_frames,
+            app.session.invalid_window,
+        );
+        Self {
+            app,
+            world_id,
+            world,
+            user: None,
+            authenticating: false,
+            last_heard: Instant::now(),
+            limiter,
+        }
+    }
+
+    /// The newest snapshot of this session's world (picks up imports while connected).
+    fn current_world(&self) -> Option<Arc<WorldSnapshot>> {
+        self.app
+            .worlds
+            .get_cached(&self.world_id)
+            .or_else(|| self.world.clone())
+    }
+
+    fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
+        ctx.text(error_frame(
+            None,
+            &ErrorReply::with_message(ErrorCode::InvalidMessage, message),
+        ));
+        if self.limiter.record(Instant::now()) {
+            log::info!("closing a session that sent too many invalid frames");
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too many invalid messages".into()),
+            }));
+            ctx.stop();
+        }
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let req = match parse_frame(text) {
+            Ok(r) => r,
+            Err(message) => return self.invalid(ctx, &message),
+        };
+        match route(&req, self.user.is_some()) {
+            Route::Pong => ctx.text(json!(["pong", req.payload]).to_string()),
+            Route::Authenticate => self.authenticate(req, ctx),
+            Route::UserUpdate => self.user_update(req, ctx),
+            Route::RoomUrl => self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room"),
+            Route::CallUrl => self.forward(req, ctx, |call| BbbCommandKind::CallUrl { call }, "call"),
+            Route::Recordings => {
+                self.forward(req, ctx, |room| BbbCommandKind::Recordings { room }, "room")
+            }
+            Route::Reject(code) => ctx.text(error_frame(req.id.as_ref(), &code.into())),
+        }
+    }
+
+    fn authenticate(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(world) = self.current_world() else {
+            return ctx.text(error_frame(None, &ErrorCode::WorldUnknown.into()));
+        };
+        if self.authenticating {
+            return ctx.text(error_frame(
+                None,
+                &ErrorReply::with_message(ErrorCode::InvalidMessage, "authentication in progress"),
+            ));
+        }
+        self.authenticating = true;
+        let db = self.app.db.clone();
+        async move {
+            let result = authenticate::authenticate(&db, &world, &req.payload).await;
+            (result, world)
+        }
+        .into_actor(self)
+        .map(|(result, world), act, ctx| {
+            act.authenticating = false;
+            match result {
+                Ok(user) => {
+                    ctx.text(event_frame(
+                        "authenticated",
+                        authenticate::authenticated_payload(&world, &user),
+                    ));
+                    act.user = Some(Arc::new(user));
+                }
+                Err(e) => ctx.text(error_frame(None, &e)),
+            }
+        })
+        .spawn(ctx);
+    }
+
+    fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(user) = self.user.clone() else {
+            return ctx.text(error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()));
+        };
+        let profile = match authenticate::parse_profile_update(&req.payload, &user.profile) {
+            Ok(p) => p,
+            Err(e) => return ctx.text(error_frame(req.id.as_ref(), &e)),
+        };
+        let db = self.app.db.clone();
+        let user_id = user.id.clone();
+        let id = req.id;
+        async move {
+            let r = authenticate::store_profile(&db, user_id, &profile).await;
+            (r, profile)
+        }
+        .into_actor(self)
+        .map(move |(result, profile), act, ctx| match result {
+            Ok(()) => {
+                if let Some(current) = &act.user {
+                    let mut next = (**current).clone();
+                    next.profile = profile;
+                    act.user = Some(Arc::new(next));
+                }
+                ctx.text(success_frame(id.as_ref(), json!({})));
+            }
+            Err(e) => ctx.text(error_frame(id.as_ref(), &e)),
+        })
+        .spawn(ctx);
+    }
+
+    fn forward(
+        &mut self,
+        req: Request,
+        ctx: &mut ws::WebsocketContext<Self>,
+        kind: fn(Option<String>) -> BbbCommandKind,
+        field: &str,
+    ) {
+        let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
+            return ctx.text(error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()));
+        };
+        let target = req.str_field(field).map(str::to_owned);
+        let command = BbbCommand {
+            world,
+            user,
+            kind: kind(target),
+        };
+        let id = req.id;
+        self.app
+            .coordinator
+            .send(command)
+            .into_actor(self)
+            .map(move |result, _act, ctx| {
+                let frame = match result {
+                    Ok(Ok(payload)) => success_frame(id.as_ref(), payload),
+                    Ok(Err(e)) => error_frame(id.as_ref(), &e),
+                    Err(e) => {
+                        log::error!("coordinator unreachable: {e}");
+                        error_frame(
+                            id.as_ref(),
+                            &ErrorReply::with_message(
+                                ErrorCode::BbbFailed,
+                                "the video service is busy, retry in a moment",
+                            ),
+                        )
+                    }
+                };
+                ctx.text(frame);
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.app.metrics.session_opened();
+        if self.world.is_none() {
+            ctx.text(error_frame(None, &ErrorCode::WorldUnknown.into()));
+            ctx.close(Some(CloseCode::Normal.into()));
+            ctx.stop();
+            return;
+        }
+        let interval = self.app.session.heartbeat_interval;
+        let timeout = self.app.session.client_timeout;
+        ctx.run_interval(interval, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                log::debug!("dropping a silent client");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.app.metrics.session_closed();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => {
+                if text.len() > crate::protocol::MAX_FRAME_BYTES {
+                    return close_too_big(ctx);
+                }
+                self.handle_text(&text, ctx)
+            }
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Binary(_)) => self.invalid(ctx, "binary frames are not supported"),
+            Ok(ws::Message::Continuation(_)) => {
+                self.invalid(ctx, "fragmented frames are not supported")
+            }
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(ProtocolError::Overflow) => close_too_big(ctx),
+            Err(e) => {
+                log::debug!("closing a session after a protocol error: {e}");
+                ctx.close(Some(CloseCode::Protocol.into()));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+fn close_too_big(ctx: &mut ws::WebsocketContext<WsSession>) {
+    ctx.close(Some(CloseReason {
+        code: CloseCode::Size,
+        description: Some("frame too large".into()),
+    }));
+    ctx.stop();
+}

@@ -1,0 +1,146 @@
+//! Builds the whole gateway — database, coordinator, world cache, HTTP server — in one place,
+//! for `main` and for the integration tests alike (which bind port 0).
+
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::bbb::{AwcBbbClient, BbbClientConfig};
+use crate::config::{redact_url, Settings};
+use crate::coordinator::{BbbCoordinator, CoordinatorSettings};
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::session::SessionConfig;
+use crate::state::AppState;
+use crate::world::WorldCache;
+
+/// A gateway bound to its port, ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: Arc<AppState>,
+}
+
+/// Opens the pool and applies migrations (blocking; call before the runtime is busy).
+pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        &settings.database.url,
+        settings.database.pool_size,
+        settings.db_timeout(),
+    )
+    .with_context(|| format!("cannot open the database {}", redact_url(&settings.database.url)))?;
+    let applied = db.migrate().context("cannot migrate the database")?;
+    if applied > 0 {
+        log::info!("applied {applied} database migration(s)");
+    }
+    Ok(db)
+}
+
+/// Starts the coordinator on an arbiter (thread) of its own, with the awc client created there
+/// (awc's client is not `Send`).
+pub fn start_coordinator(settings: &Settings, db: Db) -> Addr<BbbCoordinator> {
+    let client_config = BbbClientConfig {
+        connect_timeout: Duration::from_millis(settings.bbb.connect_timeout_ms),
+        request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
+        max_body_bytes: settings.bbb.max_body_bytes,
+    };
+    let coordinator_settings = CoordinatorSettings {
+        poll_interval: settings.poll_interval(),
+        unhealthy_after: settings.bbb.unhealthy_after,
+        healthy_after: settings.bbb.healthy_after,
+        create_retry_servers: settings.bbb.create_retry_servers,
+        request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
+    };
+    let arbiter = Arbiter::new();
+    BbbCoordinator::start_in_arbiter(&arbiter.handle(), move |_| {
+        BbbCoordinator::new(
+            db,
+            Rc::new(AwcBbbClient::new(client_config)),
+            coordinator_settings,
+        )
+    })
+}
+
+impl Application {
+    /// Builds the gateway with the default session timings.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with(settings, SessionConfig::default()).await
+    }
+
+    /// Builds the gateway; `session` lets tests shorten heartbeats and limits.
+    pub async fn build_with(
+        settings: Settings,
+        session: SessionConfig,
+    ) -> anyhow::Result<Application> {
+        let settings_for_db = settings.clone();
+        let db = web::block(move || open_database(&settings_for_db))
+            .await
+            .context("database start-up task failed")??;
+        let worlds = WorldCache::new(db.clone());
+        let coordinator = start_coordinator(&settings, db.clone());
+        let listener = TcpListener::bind(settings.http.listen)
+            .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
+        let port = listener.local_addr()?.port();
+        let refresh = Duration::from_millis(settings.cache.refresh_interval_ms);
+        let state = Arc::new(AppState {
+            settings,
+            db,
+            worlds: worlds.clone(),
+            coordinator,
+            session,
+            metrics: Metrics::new(),
+            started_at: Instant::now(),
+        });
+        actix_web::rt::spawn(refresh_worlds(worlds, refresh));
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::http::routes)
+        })
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle to stop the server (graceful).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Picks up worlds changed by other processes (CLI imports, other instances).
+async fn refresh_worlds(worlds: WorldCache, every: Duration) {
+    let mut interval = actix_web::rt::time::interval(every);
+    loop {
+        interval.tick().await;
+        match worlds.refresh().await {
+            Ok(0) => {}
+            Ok(n) => log::info!("reloaded {n} changed world(s)"),
+            Err(e) => log::warn!("cannot refresh worlds: {e}"),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Spawns the real gateway on port 0 with a temp database, plus a small WebSocket client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use awc::ws::{self, Frame};
+use bbb_gateway::config::Settings;
+use bbb_gateway::session::SessionConfig;
+use bbb_gateway::startup::Application;
+use bbb_gateway::state::AppState;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+pub const WORLD_SECRET: &str = "test-world-jwt-secret-0123456789";
+
+/// A running gateway and what a test needs to reach it.
+pub struct TestApp {
+    pub port: u16,
+    pub state: Arc<AppState>,
+    pub db_url: String,
+    _dir: tempfile::TempDir,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        actix_web::rt::spawn(async move { handle.stop(false).await });
+    }
+}
+
+/// Default test settings: a temp SQLite file, port 0, short poll interval.
+pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
+    let mut s = Settings::load_with_env(None, Vec::new()).expect("defaults load");
+    s.http.listen = "127.0.0.1:0".parse().expect("addr");
+    s.database.url = format!("sqlite://{}/gw.sqlite3", dir.path().display());
+    s.bbb.poll_interval_secs = 1;
+    s.bbb.request_timeout_ms = 1000;
+    s.bbb.connect_timeout_ms = 500;
+    s.cache.refresh_interval_ms = 200;
+    s.admin.tokens = vec!["test-admin-token-0123456789".into()];
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}, SessionConfig::default()).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), session: SessionConfig) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = test_settings(&dir);
+    tweak(&mut settings);
+    let db_url = settings.database.url.clone();
+    let app = Application::build_with(settings, session)
+        .await
+        .expect("the gateway starts");
+    let port = app.port();
+    let state = app.state();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        port,
+        state,
+        db_url,
+        _dir: dir,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Imports a world JSON through the same code path as `bbb-gateway world import`.
+    pub async fn import_world(&self, json: &Value) {
+        let file = bbb_gateway::world::parse_world_file(&json.to_string()).expect("valid world");
+        let db = self.state.db.clone();
+        db.run(move |conn| bbb_gateway::world::import_world(conn, &file))
+            .await
+            .expect("import");
+        self.state.worlds.refresh().await.expect("refresh");
+    }
+
+    pub async fn ws(&self, world: &str) -> WsClient {
+        let (_resp, conn) = awc::Client::new()
+            .ws(self.url(&format!("/ws/world/{world}/")))
+            .max_frame_size(1024 * 1024)
+            .connect()
+            .await
+            .expect("websocket connects");
+        WsClient { conn }
+    }
+
+    /// Connects and authenticates with a token for `uid`; returns the client and the
+    /// `authenticated` payload.
+    pub async fn ws_as(
+        &self,
+        world: &str,
+        uid: &str,
+        traits: &[&str],
+        name: Option<&str>,
+    ) -> (WsClient, Value) {
+        let mut c = self.ws(world).await;
+        let token = token_for(uid, traits, name);
+        c.send(serde_json::json!(["authenticate", {"token": token}]))
+            .await;
+        let reply = c.recv().await.expect("a reply");
+        assert_eq!(reply[0], "authenticated", "{reply}");
+        (c, reply[1].clone())
+    }
+}
+
+/// A token signed with the test world's secret.
+pub fn token_for(uid: &str, traits: &[&str], name: Option<&str>) -> String {
+    let secret = bbb_gateway::world::JwtSecret {
+        issuer: "any".into(),
+        audience: "venueless".into(),
+        secret: WORLD_SECRET.into(),
+    };
+    let traits: Vec<String> = traits.iter().map(|t| t.to_string()).collect();
+    bbb_gateway::auth::mint_token(&secret, uid, &traits, name, 3600).expect("mint")
+}
+
+/// A world with one BBB room, one room without BBB, and an orga-only room.
+pub fn sample_world(id: &str) -> Value {
+    serde_json::json!({
+        "id": id, "title": "Sample Conference", "timezone": "Europe/Berlin",
+        "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": WORLD_SECRET}],
+        "roles": {"attendee": ["world:view"]},
+        "trait_grants": {"attendee": [], "moderator": ["orga"]},
+        "bbb_defaults": {"record": false},
+        "rooms": [
+            {"id": "room_1", "name": "Gruppenraum 1",
+             "trait_grants": {"viewer": [], "participant": []},
+             "modules": [{"type": "call.bigbluebutton", "config": {"record": true}}]},
+            {"id": "stage", "name": "Stage",
+             "modules": [{"type": "livestream.native", "config": {"hls_url": "https://x"}}]},
+            {"id": "backstage", "name": "Backstage",
+             "trait_grants": {"viewer": ["speaker"], "participant": ["speaker"]},
+             "modules": [{"type": "call.bigbluebutton", "config": {}}]}
+        ],
+        "grants": [{"uid": "alice", "role": "moderator", "room": "room_1"}]
+    })
+}
+
+/// A minimal WebSocket client speaking JSON frames.
+pub struct WsClient {
+    conn: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
+}
+
+/// What the server did instead of sending a text frame.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(Option<u16>),
+    Eof,
+    Timeout,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.conn
+            .send(ws::Message::Text(s.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, b: &[u8]) {
+        self.conn
+            .send(ws::Message::Binary(Bytes::copy_from_slice(b)))
+            .await
+            .expect("send");
+    }
+
+    /// The next text frame as JSON, skipping pings; `Err` tells how the stream ended.
+    pub async fn recv(&mut self) -> Result<Value, Closed> {
+        self.recv_within(Duration::from_secs(10)).await
+    }
+
+    pub async fn recv_within(&mut self, within: Duration) -> Result<Value, Closed> {
+        loop {
+            let next = actix_web::rt::time::timeout(within, self.conn.next()).await;
+            match next {
+                Err(_) => return Err(Closed::Timeout),
+                Ok(None) => return Err(Closed::Eof),
+                Ok(Some(Err(_))) => return Err(Closed::Eof),
+                Ok(Some(Ok(Frame::Text(t)))) => {
+                    return Ok(serde_json::from_slice(&t).expect("server sends JSON"))
+                }
+                Ok(Some(Ok(Frame::Close(reason)))) => {
+                    return Err(Closed::Code(reason.map(|r| u16::from(r.code))))
+                }
+                Ok(Some(Ok(Frame::Ping(p)))) => {
+                    let _ = self.conn.send(ws::Message::Pong(p)).await;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Sends a request with an id and returns the reply.
+    pub async fn request(&mut self, action: &str, id: impl Into<Value>, payload: Value) -> Value {
+        let id: Value = id.into();
+        self.send(serde_json::json!([action, id, payload])).await;
+        self.recv().await.expect("a reply")
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::permissions::{room_permissions, Permission};
+use crate::permissions::{room_permissions, Moderation, Permission};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::UserContext;
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
@@ -99,8 +99,9 @@ pub fn parse_call_id(call: Option<&str>) -> Result<String, ErrorReply> {
 }
 
 /// `bbb.call_url` step 2: the call exists in this world and the user (by token uid) is
-/// invited, else `protocol.denied` (one answer for all, so ids cannot be probed); then a usable
-/// display name or `bbb.join.missing_profile`. Returns the BBB display name.
+/// invited and not silenced or banned (they keep view permissions only), else
+/// `protocol.denied` (one answer for all, so ids cannot be probed); then a usable display name
+/// or `bbb.join.missing_profile`. Returns the BBB display name.
 pub fn call_join(
     world: &WorldSnapshot,
     user: &UserContext,
@@ -109,6 +110,7 @@ pub fn call_join(
     let invited = call.is_some_and(|c| {
         c.world_id == world.id
             && user.world_id == world.id
+            && user.moderation == Moderation::None
             && user.uid.as_ref().is_some_and(|uid| c.members.contains(uid))
     });
     if !invited {

@@ -27,6 +27,7 @@ pub struct PollLoad {
 }
 
 impl PollLoad {
+    /// Sums a `getMeetings` reply (all meetings on the server count, ours or not).
     pub fn from_meetings(meetings: &[MeetingInfo], now_ms: i64) -> PollLoad {
         let sum = |f: fn(&MeetingInfo) -> u32| meetings.iter().map(f).sum::<u32>();
         PollLoad {
@@ -90,10 +91,12 @@ impl ServerLive {
         }
     }
 
+    /// The registry id.
     pub fn id(&self) -> i32 {
         self.row.id
     }
 
+    /// The operator-set state.
     pub fn state(&self) -> ServerState {
         self.row.state
     }
@@ -160,22 +163,27 @@ impl Fleet {
         removed
     }
 
+    /// One server by id.
     pub fn get(&self, id: i32) -> Option<&ServerLive> {
         self.servers.get(&id)
     }
 
+    /// One server by id, to change it.
     pub fn get_mut(&mut self, id: i32) -> Option<&mut ServerLive> {
         self.servers.get_mut(&id)
     }
 
+    /// Every server, by id.
     pub fn iter(&self) -> impl Iterator<Item = &ServerLive> {
         self.servers.values()
     }
 
+    /// How many servers are registered.
     pub fn len(&self) -> usize {
         self.servers.len()
     }
 
+    /// No server is registered.
     pub fn is_empty(&self) -> bool {
         self.servers.is_empty()
     }

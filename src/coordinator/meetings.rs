@@ -88,6 +88,7 @@ impl MeetingEntry {
         }
     }
 
+    /// The row to store (timestamps are set by the repository).
     pub fn to_row(&self) -> MeetingRow {
         MeetingRow {
             meeting_key: self.key.clone(),
@@ -117,6 +118,7 @@ pub struct JoinTarget {
 }
 
 impl JoinTarget {
+    /// The target of `entry` on `server_id`.
     pub fn new(entry: &MeetingEntry, server_id: i32, endpoint: ServerEndpoint) -> Self {
         JoinTarget {
             server_id,
@@ -137,6 +139,7 @@ pub struct MeetingTable {
 }
 
 impl MeetingTable {
+    /// Adds or replaces a meeting.
     pub fn insert(&mut self, entry: MeetingEntry) {
         if let Some(old) = self.by_key.get(&entry.key) {
             self.key_by_meeting_id.remove(&old.meeting_id);
@@ -146,24 +149,29 @@ impl MeetingTable {
         self.by_key.insert(entry.key.clone(), entry);
     }
 
+    /// A meeting by key.
     pub fn get(&self, key: &str) -> Option<&MeetingEntry> {
         self.by_key.get(key)
     }
 
+    /// A meeting by key, to change it.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut MeetingEntry> {
         self.by_key.get_mut(key)
     }
 
+    /// A meeting by its BBB meeting id (what polls report).
     pub fn by_meeting_id(&self, meeting_id: &str) -> Option<&MeetingEntry> {
         self.key_by_meeting_id
             .get(meeting_id)
             .and_then(|k| self.by_key.get(k))
     }
 
+    /// How many meetings are known.
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
 
+    /// No meeting is known.
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

@@ -28,14 +28,16 @@ pub fn create_call(
     }
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
+    let known: i64 = with_conn!(conn, |c| worlds::table
+        .filter(worlds::id.eq(world_id))
+        .count()
+        .get_result(c))?;
+    if known == 0 {
+        return Err(DbError::Invalid(format!("unknown world {world_id:?}")));
+    }
+    // Writes only inside the transaction (a read first could fail with SQLITE_BUSY under a
+    // concurrent writer instead of waiting).
     with_conn!(conn, |c| c.transaction(|c| {
-        let known: i64 = worlds::table
-            .filter(worlds::id.eq(world_id))
-            .count()
-            .get_result(c)?;
-        if known == 0 {
-            return Err(DbError::Invalid(format!("unknown world {world_id:?}")));
-        }
         diesel::insert_into(calls::table)
             .values((
                 calls::id.eq(&id),

@@ -109,16 +109,10 @@ pub fn place(
 ) -> Result<bool, DbError> {
     let now = now_ms();
     with_conn!(conn, |c| c.transaction(|c| {
-        let meeting_id: Option<String> = meetings::table
-            .find(key)
-            .select(meetings::meeting_id)
-            .first(c)
-            .optional()?;
-        let Some(meeting_id) = meeting_id else {
-            return Ok(false);
-        };
+        // Write first: under SQLite a transaction that reads before it writes can fail with
+        // SQLITE_BUSY when another connection writes meanwhile.
         let target = meetings::table.find(key);
-        match create_time {
+        let updated = match create_time {
             Some(t) => diesel::update(target)
                 .set((
                     meetings::server_id.eq(server_id),
@@ -133,6 +127,13 @@ pub fn place(
                 ))
                 .execute(c)?,
         };
+        if updated == 0 {
+            return Ok(false);
+        }
+        let meeting_id: String = meetings::table
+            .find(key)
+            .select(meetings::meeting_id)
+            .first(c)?;
         if server_id != UNPLACED {
             diesel::insert_into(meeting_placements::table)
                 .values((

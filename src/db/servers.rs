@@ -22,6 +22,7 @@ pub enum ServerState {
 }
 
 impl ServerState {
+    /// The stored (and CLI) spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             ServerState::Enabled => "enabled",
@@ -191,7 +192,11 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
         .map(str::trim)
         .filter(|w| !w.is_empty());
     let now = now_ms();
-    let id: i32 = with_conn!(conn, |c| c.transaction(|c| {
+    // Checks first, then one INSERT on its own: a read-then-write transaction could fail with
+    // SQLITE_BUSY when the running gateway writes at the same time. The UNIQUE index on `url`
+    // catches a concurrent registration of the same URL.
+    let taken = format!("a server with the URL {url} is already registered");
+    let id: i32 = with_conn!(conn, |c| {
         if let Some(world) = world {
             let known: i64 = worlds::table
                 .filter(worlds::id.eq(world))
@@ -201,14 +206,12 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
                 return Err(DbError::Invalid(format!("unknown world {world:?}")));
             }
         }
-        let taken: i64 = bbb_servers::table
+        let existing: i64 = bbb_servers::table
             .filter(bbb_servers::url.eq(&url))
             .count()
             .get_result(c)?;
-        if taken > 0 {
-            return Err(DbError::Invalid(format!(
-                "a server with the URL {url} is already registered"
-            )));
+        if existing > 0 {
+            return Err(DbError::Invalid(taken));
         }
         diesel::insert_into(bbb_servers::table)
             .values((
@@ -224,8 +227,14 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
             ))
             .returning(bbb_servers::id)
             .get_result(c)
-            .map_err(DbError::from)
-    }))?;
+            .map_err(|e| match e {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ) => DbError::Invalid(taken),
+                other => DbError::from(other),
+            })
+    })?;
     get(conn, id)?.ok_or_else(|| DbError::Invalid("the new server disappeared".into()))
 }
 

@@ -183,6 +183,12 @@ async fn call_checks_and_url() {
         code(h.send(&Arc::new(anonymous), kind(Some(&call_id))).await),
         ErrorCode::Denied
     );
+    let mut silenced = (*alice).clone();
+    silenced.moderation = crate::permissions::Moderation::Silenced;
+    assert_eq!(
+        code(h.send(&Arc::new(silenced), kind(Some(&call_id))).await),
+        ErrorCode::Denied
+    );
     let nameless = user("bob", &[], None);
     assert_eq!(
         code(h.send(&nameless, kind(Some(&call_id))).await),

@@ -72,7 +72,7 @@ pub(super) fn world_with(extra_rooms: usize) -> Arc<WorldSnapshot> {
         "rooms": rooms,
     });
     let file = crate::world::parse_world_file(&file.to_string()).expect("test world");
-    Arc::new(WorldSnapshot::from_file(&file, 1))
+    Arc::new(WorldSnapshot::from_file(&file, 1).expect("test world snapshot"))
 }
 
 pub(super) fn user(uid: &str, traits: &[&str], name: Option<&str>) -> Arc<UserContext> {

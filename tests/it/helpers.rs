@@ -18,7 +18,6 @@ pub const WORLD_SECRET: &str = "test-world-jwt-secret-0123456789";
 pub struct TestApp {
     pub port: u16,
     pub state: Arc<AppState>,
-    pub db_url: String,
     _dir: tempfile::TempDir,
     handle: actix_web::dev::ServerHandle,
 }
@@ -51,7 +50,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), session: SessionC
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = test_settings(&dir);
     tweak(&mut settings);
-    let db_url = settings.database.url.clone();
     let app = Application::build_with(settings, session)
         .await
         .expect("the gateway starts");
@@ -62,7 +60,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), session: SessionC
     TestApp {
         port,
         state,
-        db_url,
         _dir: dir,
         handle,
     }

@@ -1,0 +1,115 @@
+//! Test support: a fresh, migrated database per test for each backend — a temp SQLite file
+//! always, and a new PostgreSQL database when `DATABASE_URL_PG` names a server where tests may
+//! `CREATE DATABASE` (skipped silently when unset). Public (hidden from docs) so the
+//! integration tests in `tests/it` can use it too; it returns errors instead of panicking.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+
+use crate::db::{Backend, Db, DbConn, DbError};
+
+/// The environment variable with the PostgreSQL base URL for database tests.
+pub const PG_URL_VAR: &str = "DATABASE_URL_PG";
+
+enum Cleanup {
+    Dir(PathBuf),
+    Postgres { base: String, name: String },
+}
+
+/// A migrated throw-away database; removed (file or PostgreSQL database) on drop.
+pub struct TestDb {
+    pub db: Db,
+    pub backend: Backend,
+    /// The URL the pool was opened with (for tests that start a server on the same data).
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+fn unique_name() -> String {
+    format!("bbbgw_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestDb {
+    /// A migrated SQLite database in a new temp directory.
+    pub fn sqlite() -> Result<TestDb, DbError> {
+        let dir = std::env::temp_dir().join(unique_name());
+        let url = format!("sqlite://{}/t.sqlite3", dir.display());
+        let db = Db::connect(&url, 2, Duration::from_secs(5))?;
+        db.migrate()?;
+        Ok(TestDb {
+            db,
+            backend: Backend::Sqlite,
+            url,
+            cleanup: Cleanup::Dir(dir),
+        })
+    }
+
+    /// A new migrated PostgreSQL database on the server of `DATABASE_URL_PG`; `None` when the
+    /// variable is unset or empty.
+    pub fn postgres() -> Option<Result<TestDb, DbError>> {
+        let base = std::env::var(PG_URL_VAR).ok().filter(|u| !u.is_empty())?;
+        Some(Self::postgres_at(&base))
+    }
+
+    fn postgres_at(base: &str) -> Result<TestDb, DbError> {
+        let name = unique_name();
+        let mut url = url::Url::parse(base)
+            .map_err(|e| DbError::Config(format!("{PG_URL_VAR} is not a URL: {e}")))?;
+        url.set_path(&format!("/{name}"));
+        let url = url.to_string();
+        let admin = Db::connect(base, 1, Duration::from_secs(10))?;
+        if let DbConn::Postgres(c) = &mut admin.get()? {
+            c.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        }
+        let db = Db::connect(&url, 2, Duration::from_secs(10))?;
+        db.migrate()?;
+        Ok(TestDb {
+            db,
+            backend: Backend::Postgres,
+            url,
+            cleanup: Cleanup::Postgres {
+                base: base.to_owned(),
+                name,
+            },
+        })
+    }
+
+    /// SQLite, plus PostgreSQL when `DATABASE_URL_PG` is set.
+    pub fn all() -> Result<Vec<TestDb>, DbError> {
+        let mut dbs = vec![TestDb::sqlite()?];
+        if let Some(pg) = TestDb::postgres() {
+            dbs.push(pg?);
+        }
+        Ok(dbs)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Postgres { base, name } => {
+                // FORCE ends this pool's connections, which are still open here.
+                if let Ok(admin) = Db::connect(base, 1, Duration::from_secs(10)) {
+                    if let Ok(DbConn::Postgres(mut c)) = admin.get() {
+                        let _ = c
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` with a connection to a fresh database of each available backend.
+pub fn for_each_backend(mut f: impl FnMut(&mut DbConn)) -> Result<(), DbError> {
+    for t in TestDb::all()? {
+        let mut conn = t.db.get()?;
+        f(&mut conn);
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Users (`users`): found or created at authentication, by (world, token uid) or
+//! (world, client_id). Find-or-create is safe under concurrent logins of the same user on
+//! several connections or gateway instances: insert-or-ignore, then select.
+
+use diesel::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::db::schema::users;
+use crate::db::{now_ms, DbConn, DbError};
+use crate::permissions::Moderation;
+use crate::with_conn;
+
+/// A stored user. `profile` and `traits` are JSON text (an object and a list of strings).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    /// Our id (uuid v4), sent to BBB as `userID`.
+    pub id: String,
+    pub world_id: String,
+    /// The token's `uid`; `None` for client_id users.
+    pub token_id: Option<String>,
+    pub client_id: Option<String>,
+    pub profile: String,
+    pub traits: String,
+    /// `""`, `"silenced"` or `"banned"`; see [`Moderation::from_stored`].
+    pub moderation_state: String,
+    pub created_at: i64,
+}
+
+impl UserRow {
+    /// The moderation state as a type.
+    pub fn moderation(&self) -> Moderation {
+        Moderation::from_stored(&self.moderation_state)
+    }
+}
+
+fn json_text(v: &impl serde::Serialize) -> Result<String, DbError> {
+    serde_json::to_string(v).map_err(|e| DbError::Invalid(format!("cannot encode JSON: {e}")))
+}
+
+/// The stored profile with the token's profile keys laid over it (token wins per key), so a
+/// token that only carries a display name keeps an avatar set earlier.
+fn merge_profile(stored: &str, update: &Map<String, Value>) -> Map<String, Value> {
+    let mut merged = serde_json::from_str::<Value>(stored)
+        .ok()
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    for (k, v) in update {
+        merged.insert(k.clone(), v.clone());
+    }
+    merged
+}
+
+/// Finds or creates the user of a token uid in a world, storing the token's traits on every
+/// login and, when the token carries a `profile` object, merging it into the stored profile.
+pub fn find_or_create_token_user(
+    conn: &mut DbConn,
+    world_id: &str,
+    uid: &str,
+    traits: &[String],
+    profile: Option<&Value>,
+) -> Result<UserRow, DbError> {
+    if uid.is_empty() {
+        return Err(DbError::Invalid("a token user needs a uid".into()));
+    }
+    let traits_json = json_text(&traits)?;
+    let update = profile.and_then(Value::as_object);
+    let initial_profile = json_text(&update.cloned().unwrap_or_default())?;
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    with_conn!(conn, |c| c.transaction(|c| {
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(&new_id),
+                users::world_id.eq(world_id),
+                users::token_id.eq(uid),
+                users::profile.eq(&initial_profile),
+                users::traits.eq(&traits_json),
+                users::created_at.eq(now),
+            ))
+            .on_conflict((users::world_id, users::token_id))
+            .do_nothing()
+            .execute(c)?;
+        let row: UserRow = users::table
+            .filter(users::world_id.eq(world_id))
+            .filter(users::token_id.eq(uid))
+            .select(UserRow::as_select())
+            .first(c)?;
+        let profile_json = match update {
+            Some(u) if row.id != new_id => json_text(&merge_profile(&row.profile, u))?,
+            _ => row.profile.clone(),
+        };
+        if row.traits == traits_json && row.profile == profile_json {
+            return Ok::<_, DbError>(row);
+        }
+        diesel::update(users::table.find(&row.id))
+            .set((
+                users::traits.eq(&traits_json),
+                users::profile.eq(&profile_json),
+            ))
+            .execute(c)?;
+        Ok(UserRow {
+            traits: traits_json.clone(),
+            profile: profile_json,
+            ..row
+        })
+    }))
+}
+
+/// Finds or creates the anonymous user of a client id in a world.
+pub fn find_or_create_client_user(
+    conn: &mut DbConn,
+    world_id: &str,
+    client_id: &str,
+) -> Result<UserRow, DbError> {
+    if client_id.is_empty() {
+        return Err(DbError::Invalid("a client user needs a client id".into()));
+    }
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    with_conn!(conn, |c| {
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(&new_id),
+                users::world_id.eq(world_id),
+                users::client_id.eq(client_id),
+                users::created_at.eq(now),
+            ))
+            .on_conflict((users::world_id, users::client_id))
+            .do_nothing()
+            .execute(c)?;
+        Ok(users::table
+            .filter(users::world_id.eq(world_id))
+            .filter(users::client_id.eq(client_id))
+            .select(UserRow::as_select())
+            .first(c)?)
+    })
+}
+
+/// The user with this id, if any.
+pub fn find_user(conn: &mut DbConn, user_id: &str) -> Result<Option<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| users::table
+        .find(user_id)
+        .select(UserRow::as_select())
+        .first(c)
+        .optional())?)
+}
+
+fn require_one(updated: usize, user_id: &str) -> Result<(), DbError> {
+    if updated == 0 {
+        return Err(DbError::Invalid(format!("no user with id {user_id:?}")));
+    }
+    Ok(())
+}
+
+/// Replaces a user's profile (from `user.update`).
+pub fn update_profile(conn: &mut DbConn, user_id: &str, profile: &Value) -> Result<(), DbError> {
+    let text = json_text(profile)?;
+    let updated = with_conn!(conn, |c| diesel::update(users::table.find(user_id))
+        .set(users::profile.eq(&text))
+        .execute(c))?;
+    require_one(updated, user_id)
+}
+
+/// Sets a user's moderation state (banned users are denied, silenced ones lose joins).
+pub fn set_moderation(
+    conn: &mut DbConn,
+    user_id: &str,
+    moderation: Moderation,
+) -> Result<(), DbError> {
+    let updated = with_conn!(conn, |c| diesel::update(users::table.find(user_id))
+        .set(users::moderation_state.eq(moderation.as_str()))
+        .execute(c))?;
+    require_one(updated, user_id)
+}
+
+#[cfg(test)]
+#[path = "users_tests.rs"]
+mod tests;

@@ -1,0 +1,146 @@
+use super::*;
+use crate::db::schema::worlds;
+use crate::db::testing::{for_each_backend, TestDb};
+use serde_json::json;
+
+fn world(conn: &mut DbConn, id: &str) {
+    with_conn!(conn, |c| diesel::insert_into(worlds::table)
+        .values((worlds::id.eq(id), worlds::title.eq(id)))
+        .execute(c))
+    .unwrap();
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn token_users_are_found_by_world_and_uid() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        world(conn, "w2");
+        let a = find_or_create_token_user(conn, "w", "alice", &strings(&["orga"]), None).unwrap();
+        assert_eq!(a.token_id.as_deref(), Some("alice"));
+        assert_eq!(a.client_id, None);
+        assert_eq!(a.traits, r#"["orga"]"#);
+        assert_eq!(a.profile, "{}");
+        assert_eq!(a.moderation(), Moderation::None);
+        assert!(uuid::Uuid::parse_str(&a.id).is_ok());
+        let again =
+            find_or_create_token_user(conn, "w", "alice", &strings(&["orga"]), None).unwrap();
+        assert_eq!(again, a);
+        let other_world = find_or_create_token_user(conn, "w2", "alice", &[], None).unwrap();
+        assert_ne!(other_world.id, a.id);
+        let client = find_or_create_client_user(conn, "w", "alice").unwrap();
+        assert_ne!(
+            client.id, a.id,
+            "client ids and uids are separate namespaces"
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn every_login_stores_traits_and_merges_the_token_profile() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let p = json!({"display_name": "Alice", "avatar": {"url": "https://a/x.png"}});
+        let a = find_or_create_token_user(conn, "w", "alice", &strings(&["a"]), Some(&p)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&a.profile).unwrap(), p);
+        let b = find_or_create_token_user(
+            conn,
+            "w",
+            "alice",
+            &strings(&["b", "c"]),
+            Some(&json!({"display_name": "Alice B."})),
+        )
+        .unwrap();
+        assert_eq!(b.id, a.id);
+        assert_eq!(b.traits, r#"["b","c"]"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(&b.profile).unwrap(),
+            json!({"display_name": "Alice B.", "avatar": {"url": "https://a/x.png"}})
+        );
+        // Without a profile claim the stored profile stays; traits are replaced.
+        let c = find_or_create_token_user(conn, "w", "alice", &[], None).unwrap();
+        assert_eq!(c.profile, b.profile);
+        assert_eq!(c.traits, "[]");
+        assert_eq!(find_user(conn, &a.id).unwrap().unwrap(), c);
+        // A non-object profile is ignored.
+        let d = find_or_create_token_user(conn, "w", "alice", &[], Some(&json!("x"))).unwrap();
+        assert_eq!(d.profile, b.profile);
+    })
+    .unwrap();
+}
+
+#[test]
+fn client_users_profiles_and_moderation() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let u = find_or_create_client_user(conn, "w", "c-1").unwrap();
+        assert_eq!(u.client_id.as_deref(), Some("c-1"));
+        assert_eq!(u.token_id, None);
+        assert_eq!(
+            find_or_create_client_user(conn, "w", "c-1").unwrap().id,
+            u.id
+        );
+        update_profile(conn, &u.id, &json!({"display_name": "Anon"})).unwrap();
+        set_moderation(conn, &u.id, Moderation::Silenced).unwrap();
+        let u2 = find_or_create_client_user(conn, "w", "c-1").unwrap();
+        assert_eq!(u2.profile, r#"{"display_name":"Anon"}"#);
+        assert_eq!(u2.moderation(), Moderation::Silenced);
+        set_moderation(conn, &u.id, Moderation::Banned).unwrap();
+        assert_eq!(
+            find_user(conn, &u.id).unwrap().unwrap().moderation_state,
+            "banned"
+        );
+        set_moderation(conn, &u.id, Moderation::None).unwrap();
+        assert_eq!(
+            find_user(conn, &u.id).unwrap().unwrap().moderation(),
+            Moderation::None
+        );
+        assert!(matches!(
+            update_profile(conn, "missing", &json!({})),
+            Err(DbError::Invalid(_))
+        ));
+        assert!(matches!(
+            set_moderation(conn, "missing", Moderation::Banned),
+            Err(DbError::Invalid(_))
+        ));
+        assert!(find_or_create_client_user(conn, "w", "").is_err());
+        assert!(find_or_create_token_user(conn, "w", "", &[], None).is_err());
+        assert!(find_user(conn, "missing").unwrap().is_none());
+    })
+    .unwrap();
+}
+
+#[test]
+fn concurrent_logins_create_one_user() {
+    for t in TestDb::all().unwrap() {
+        let mut conn = t.db.get().unwrap();
+        world(&mut conn, "w");
+        drop(conn);
+        let ids: Vec<(String, String)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let db = t.db.clone();
+                    s.spawn(move || {
+                        let mut conn = db.get().unwrap();
+                        let a = find_or_create_token_user(
+                            &mut conn,
+                            "w",
+                            "same",
+                            &[format!("t{i}")],
+                            None,
+                        )
+                        .unwrap();
+                        let b = find_or_create_client_user(&mut conn, "w", "same-client").unwrap();
+                        (a.id, b.id)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|p| p == &ids[0]), "{ids:?}");
+    }
+}

@@ -4,6 +4,7 @@
 mod fake;
 mod health;
 mod joins;
+mod measure;
 mod placement_actor;
 mod recordings_actor;
 

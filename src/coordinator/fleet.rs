@@ -29,7 +29,9 @@ pub struct PollLoad {
 impl PollLoad {
     /// Sums a `getMeetings` reply (all meetings on the server count, ours or not).
     pub fn from_meetings(meetings: &[MeetingInfo], now_ms: i64) -> PollLoad {
-        let sum = |f: fn(&MeetingInfo) -> u32| meetings.iter().map(f).sum::<u32>();
+        // Saturating: the counts come from BBB and must not overflow.
+        let sum =
+            |f: fn(&MeetingInfo) -> u32| meetings.iter().map(f).fold(0u32, u32::saturating_add);
         PollLoad {
             meetings: u32::try_from(meetings.len()).unwrap_or(u32::MAX),
             participants: sum(|m| m.participant_count),

@@ -155,7 +155,11 @@ pub fn choose<R: Rng + ?Sized>(
         .filter(|c| c.score() <= best + tolerance)
         .map(|c| c.id)
         .collect();
-    Ok(ties[rng.gen_range(0..ties.len())])
+    // `ties` is empty only if every score is NaN, which finite loads and weights rule out.
+    match ties.len() {
+        0 => Ok(pool[0].id),
+        n => Ok(ties[rng.gen_range(0..n)]),
+    }
 }
 
 fn explain(candidates: &[Candidate], world: &str, exclude: &[i32]) -> String {

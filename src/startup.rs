@@ -15,7 +15,7 @@ use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, Settings};
 use crate::coordinator::{BbbCoordinator, CoordinatorSettings};
 use crate::db::Db;
-use crate::metrics::Metrics;
+use crate::metrics::{MeteredBbbApi, Metrics};
 use crate::session::SessionConfig;
 use crate::state::AppState;
 use crate::world::WorldCache;
@@ -34,7 +34,12 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
         settings.database.pool_size,
         settings.db_timeout(),
     )
-    .with_context(|| format!("cannot open the database {}", redact_url(&settings.database.url)))?;
+    .with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_url(&settings.database.url)
+        )
+    })?;
     let applied = db.migrate().context("cannot migrate the database")?;
     if applied > 0 {
         log::info!("applied {applied} database migration(s)");
@@ -44,7 +49,11 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 
 /// Starts the coordinator on an arbiter (thread) of its own, with the awc client created there
 /// (awc's client is not `Send`).
-pub fn start_coordinator(settings: &Settings, db: Db) -> Addr<BbbCoordinator> {
+pub fn start_coordinator(
+    settings: &Settings,
+    db: Db,
+    metrics: Arc<Metrics>,
+) -> Addr<BbbCoordinator> {
     let client_config = BbbClientConfig {
         connect_timeout: Duration::from_millis(settings.bbb.connect_timeout_ms),
         request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
@@ -59,9 +68,10 @@ pub fn start_coordinator(settings: &Settings, db: Db) -> Addr<BbbCoordinator> {
     };
     let arbiter = Arbiter::new();
     BbbCoordinator::start_in_arbiter(&arbiter.handle(), move |_| {
+        let client = Rc::new(AwcBbbClient::new(client_config));
         BbbCoordinator::new(
             db,
-            Rc::new(AwcBbbClient::new(client_config)),
+            Rc::new(MeteredBbbApi::new(client, metrics)),
             coordinator_settings,
         )
     })
@@ -83,7 +93,8 @@ impl Application {
             .await
             .context("database start-up task failed")??;
         let worlds = WorldCache::new(db.clone());
-        let coordinator = start_coordinator(&settings, db.clone());
+        let metrics = Arc::new(Metrics::new());
+        let coordinator = start_coordinator(&settings, db.clone(), metrics.clone());
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
@@ -94,7 +105,7 @@ impl Application {
             worlds: worlds.clone(),
             coordinator,
             session,
-            metrics: Metrics::new(),
+            metrics,
             started_at: Instant::now(),
         });
         actix_web::rt::spawn(refresh_worlds(worlds, refresh));
@@ -103,6 +114,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(crate::http::routes)
+                .configure(crate::admin::routes)
         })
         .shutdown_timeout(5)
         .listen(listener)?

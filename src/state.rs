@@ -1,5 +1,6 @@
 //! What every HTTP handler and session shares.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
@@ -18,6 +19,6 @@ pub struct AppState {
     pub worlds: WorldCache,
     pub coordinator: Addr<BbbCoordinator>,
     pub session: SessionConfig,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub started_at: Instant,
 }

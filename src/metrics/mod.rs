@@ -1,38 +1,142 @@
 //! Prometheus metrics. One registry per application so tests running several gateways in one
 //! process do not share counters.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+mod metered_bbb;
 
-/// The gateway's metrics; cheap to share behind the [`AppState`](crate::state::AppState).
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub use metered_bbb::MeteredBbbApi;
+
+use crate::coordinator::FleetStatus;
+
+/// The gateway's metrics; shared behind the [`AppState`](crate::state::AppState) and by the
+/// coordinator's BBB client.
 pub struct Metrics {
     registry: Registry,
     sessions: IntGauge,
     requests: IntCounterVec,
+    bbb_calls: IntCounterVec,
+    bbb_latency: HistogramVec,
+    creates_sent: IntCounter,
+    creates_saved: IntCounter,
+    joins_from_memory: IntCounter,
+    meetings_moved: IntCounter,
+    server_gauges: GaugeVec,
+    /// Last coordinator counters seen, to add only the difference to the Prometheus counters.
+    last_stats: Mutex<[u64; 4]>,
+}
+
+/// Builds and registers one metric; the definitions are static, so failure is a programming
+/// error caught by the unit test below.
+macro_rules! metric {
+    ($registry:expr, $e:expr) => {{
+        let m = $e.expect("static metric definition");
+        $registry
+            .register(Box::new(m.clone()))
+            .expect("unique metric name");
+        m
+    }};
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let sessions = IntGauge::new(
-            "bbb_gateway_sessions_connected",
-            "WebSocket sessions currently connected",
-        )
-        .expect("static metric definition");
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "bbb_gateway_requests_total",
-                "WebSocket requests by command and result code",
-            ),
-            &["command", "result"],
-        )
-        .expect("static metric definition");
-        // Registration only fails for duplicate names, which the fixed set above excludes.
-        let _ = registry.register(Box::new(sessions.clone()));
-        let _ = registry.register(Box::new(requests.clone()));
+        let r = Registry::new();
+        let sessions = metric!(
+            r,
+            IntGauge::new(
+                "bbb_gateway_sessions_connected",
+                "WebSocket sessions currently connected"
+            )
+        );
+        let requests = metric!(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "bbb_gateway_requests_total",
+                    "WebSocket requests by command and result code"
+                ),
+                &["command", "result"]
+            )
+        );
+        let bbb_calls = metric!(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "bbb_gateway_bbb_api_calls_total",
+                    "BBB API calls by server, call and outcome"
+                ),
+                &["server", "call", "outcome"]
+            )
+        );
+        let bbb_latency = metric!(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "bbb_gateway_bbb_api_latency_seconds",
+                    "BBB API call latency by server and call"
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+                ]),
+                &["server", "call"]
+            )
+        );
+        let creates_sent = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_creates_sent_total",
+                "BBB create calls sent by the coordinator"
+            )
+        );
+        let creates_saved = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_creates_saved_by_single_flight_total",
+                "Joins that shared another join's in-flight create"
+            )
+        );
+        let joins_from_memory = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_joins_from_memory_total",
+                "Joins of running meetings answered without BBB or database"
+            )
+        );
+        let meetings_moved = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_meetings_moved_total",
+                "Meetings moved to another server (failover, panic, offline)"
+            )
+        );
+        let server_gauges = metric!(
+            r,
+            GaugeVec::new(
+                Opts::new(
+                    "bbb_gateway_server",
+                    "Per-server figures from the last poll: load, participants, meetings, videos, online (1/0), enabled/cordoned/disabled (1 for the current state)"
+                ),
+                &["server", "url", "figure"]
+            )
+        );
         Self {
-            registry,
+            registry: r,
             sessions,
             requests,
+            bbb_calls,
+            bbb_latency,
+            creates_sent,
+            creates_saved,
+            joins_from_memory,
+            meetings_moved,
+            server_gauges,
+            last_stats: Mutex::new([0; 4]),
         }
     }
 
@@ -57,11 +161,64 @@ impl Metrics {
         self.requests.with_label_values(&[command, result]).inc();
     }
 
+    /// Counts one BBB API call and its latency.
+    pub fn bbb_call(&self, server: &str, call: &str, outcome: &str, took: Duration) {
+        self.bbb_calls
+            .with_label_values(&[server, call, outcome])
+            .inc();
+        self.bbb_latency
+            .with_label_values(&[server, call])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Refreshes the fleet gauges and coordinator counters from a status snapshot.
+    pub fn observe_fleet(&self, fleet: &FleetStatus) {
+        self.server_gauges.reset();
+        for s in &fleet.servers {
+            let id = s.id.to_string();
+            let set = |figure: &str, v: f64| {
+                self.server_gauges
+                    .with_label_values(&[&id, &s.url, figure])
+                    .set(v)
+            };
+            set("load", s.load);
+            set("participants", s.participants.into());
+            set("meetings", s.meetings.into());
+            set("videos", s.videos.into());
+            set("voice", s.voice.into());
+            set("online", if s.online { 1.0 } else { 0.0 });
+            for st in ["enabled", "cordoned", "disabled"] {
+                set(st, if s.state.as_str() == st { 1.0 } else { 0.0 });
+            }
+        }
+        let now = [
+            fleet.creates_sent,
+            fleet.creates_saved_by_single_flight,
+            fleet.joins_from_memory,
+            fleet.meetings_moved,
+        ];
+        let Ok(mut last) = self.last_stats.lock() else {
+            return;
+        };
+        let counters = [
+            &self.creates_sent,
+            &self.creates_saved,
+            &self.joins_from_memory,
+            &self.meetings_moved,
+        ];
+        for ((counter, now), last) in counters.iter().zip(now).zip(last.iter_mut()) {
+            counter.inc_by(now.saturating_sub(*last));
+            *last = now.max(*last);
+        }
+    }
+
     /// The text exposition format for `/metrics`.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        let encoder = TextEncoder::new();
-        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -71,5 +228,23 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_register_and_render() {
+        let m = Metrics::new();
+        m.session_opened();
+        m.request("bbb.room_url", "success");
+        m.bbb_call("127.0.0.1:1", "create", "ok", Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("bbb_gateway_sessions_connected 1"));
+        assert!(text
+            .contains(r#"bbb_gateway_requests_total{command="bbb.room_url",result="success"} 1"#));
+        assert!(text.contains("bbb_gateway_bbb_api_latency_seconds_bucket"));
     }
 }

@@ -9,12 +9,17 @@ pub mod routing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, ContextFutureSpawner, StreamHandler, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, ContextFutureSpawner, StreamHandler,
+    WrapFuture,
+};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::json;
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
-use crate::protocol::{error_frame, event_frame, parse_frame, success_frame, ErrorCode, ErrorReply, Request};
+use crate::protocol::{
+    error_frame, event_frame, parse_frame, success_frame, ErrorCode, ErrorReply, Request,
+};
 use crate::state::AppState;
 use crate::user::UserContext;
 use crate::world::WorldSnapshot;
@@ -58,10 +63,8 @@ pub struct WsSession {
 
 impl WsSession {
     pub fn new(app: Arc<AppState>, world_id: String, world: Option<Arc<WorldSnapshot>>) -> Self {
-        let limiter = InvalidFrameLimiter::new(
-            app.session.max_invalid_frames,
-            app.session.invalid_window,
-        );
+        let limiter =
+            InvalidFrameLimiter::new(app.session.max_invalid_frames, app.session.invalid_window);
         Self {
             app,
             world_id,
@@ -105,12 +108,19 @@ impl WsSession {
             Route::Pong => ctx.text(json!(["pong", req.payload]).to_string()),
             Route::Authenticate => self.authenticate(req, ctx),
             Route::UserUpdate => self.user_update(req, ctx),
-            Route::RoomUrl => self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room"),
-            Route::CallUrl => self.forward(req, ctx, |call| BbbCommandKind::CallUrl { call }, "call"),
+            Route::RoomUrl => {
+                self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room")
+            }
+            Route::CallUrl => {
+                self.forward(req, ctx, |call| BbbCommandKind::CallUrl { call }, "call")
+            }
             Route::Recordings => {
                 self.forward(req, ctx, |room| BbbCommandKind::Recordings { room }, "room")
             }
-            Route::Reject(code) => ctx.text(error_frame(req.id.as_ref(), &code.into())),
+            Route::Reject(code) => {
+                self.app.metrics.request("other", code.as_str());
+                ctx.text(error_frame(req.id.as_ref(), &code.into()))
+            }
         }
     }
 
@@ -149,7 +159,10 @@ impl WsSession {
 
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(user) = self.user.clone() else {
-            return ctx.text(error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()));
+            return ctx.text(error_frame(
+                req.id.as_ref(),
+                &ErrorCode::Unauthenticated.into(),
+            ));
         };
         let profile = match authenticate::parse_profile_update(&req.payload, &user.profile) {
             Ok(p) => p,
@@ -185,7 +198,10 @@ impl WsSession {
         field: &str,
     ) {
         let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
-            return ctx.text(error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()));
+            return ctx.text(error_frame(
+                req.id.as_ref(),
+                &ErrorCode::Unauthenticated.into(),
+            ));
         };
         let target = req.str_field(field).map(str::to_owned);
         let command = BbbCommand {
@@ -194,25 +210,24 @@ impl WsSession {
             kind: kind(target),
         };
         let id = req.id;
+        let action = req.action;
         self.app
             .coordinator
             .send(command)
             .into_actor(self)
-            .map(move |result, _act, ctx| {
-                let frame = match result {
-                    Ok(Ok(payload)) => success_frame(id.as_ref(), payload),
-                    Ok(Err(e)) => error_frame(id.as_ref(), &e),
-                    Err(e) => {
-                        log::error!("coordinator unreachable: {e}");
-                        error_frame(
-                            id.as_ref(),
-                            &ErrorReply::with_message(
-                                ErrorCode::BbbFailed,
-                                "the video service is busy, retry in a moment",
-                            ),
-                        )
-                    }
+            .map(move |result, act, ctx| {
+                let result = result.unwrap_or_else(|e| {
+                    log::error!("coordinator unreachable: {e}");
+                    Err(ErrorReply::with_message(
+                        ErrorCode::BbbFailed,
+                        "the video service is busy, retry in a moment",
+                    ))
+                });
+                let (frame, code) = match result {
+                    Ok(payload) => (success_frame(id.as_ref(), payload), "success"),
+                    Err(e) => (error_frame(id.as_ref(), &e), e.code.as_str()),
                 };
+                act.app.metrics.request(&action, code);
                 ctx.text(frame);
             })
             .spawn(ctx);

@@ -1,0 +1,28 @@
+//! The admin surface: REST status and server control, private calls, Prometheus metrics and a
+//! small HTML status page. Every `/api/v1` route needs a bearer admin token.
+
+mod auth;
+mod routes;
+
+use actix_web::web;
+
+pub use auth::authorized;
+
+/// Largest accepted admin request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Registers the admin routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(routes::metrics))
+        .route("/admin", web::get().to(routes::status_page))
+        .route("/admin/", web::get().to(routes::status_page))
+        .service(
+            web::scope("/api/v1")
+                .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
+                .app_data(web::PathConfig::default().error_handler(routes::path_error))
+                .route("/status", web::get().to(routes::status))
+                .route("/servers/{id}/state", web::post().to(routes::set_state))
+                .route("/servers/{id}/panic", web::post().to(routes::panic))
+                .route("/worlds/{world}/calls", web::post().to(routes::create_call)),
+        );
+}

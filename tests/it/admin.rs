@@ -1,0 +1,361 @@
+//! The admin surface: REST status and server control, private calls, metrics, status page.
+
+use bbb_gateway::bbb::ChecksumAlgorithm;
+use serde_json::{json, Value};
+
+use crate::fleet::*;
+use crate::helpers::*;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = awc::Client::default().get(app.url(path));
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut resp = req.send().await.unwrap();
+    let body = resp.body().limit(16 << 20).await.unwrap();
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = awc::Client::default()
+        .post(app.url(path))
+        .insert_header(("Content-Type", "application/json"));
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut resp = req.send_body(body.to_owned()).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.body().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Asserts that no configured secret appears in `text`.
+fn assert_no_secrets(text: &str) {
+    for secret in [
+        sim_secret(1),
+        sim_secret(2),
+        WORLD_SECRET.to_string(),
+        TOKEN.to_string(),
+    ] {
+        assert!(!text.contains(&secret), "a secret leaked: {text}");
+    }
+    assert!(!text.contains("checksum="), "a signed URL leaked: {text}");
+}
+
+#[actix_web::test]
+async fn admin_routes_need_the_token() {
+    let app = spawn_app().await;
+    for token in [None, Some("wrong-token-wrong-token"), Some("")] {
+        let (status, body) = get(&app, "/api/v1/status", token).await;
+        assert_eq!(status, 401, "{token:?}");
+        assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+        let (status, _) = post(&app, "/api/v1/servers/1/panic", token, "{}").await;
+        assert_eq!(status, 401);
+        let (status, _) = post(
+            &app,
+            "/api/v1/servers/1/state",
+            token,
+            r#"{"state":"cordoned"}"#,
+        )
+        .await;
+        assert_eq!(status, 401);
+        let (status, _) = post(
+            &app,
+            "/api/v1/worlds/w1/calls",
+            token,
+            r#"{"members":["a"]}"#,
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+}
+
+#[actix_web::test]
+async fn status_lists_servers_without_secrets() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let sim1 = start_sim(1).await;
+    let sim2 = start_sim(2).await;
+    let id1 = register(&app, &sim1, 1, ChecksumAlgorithm::Sha256).await;
+    register(&app, &sim2, 2, ChecksumAlgorithm::Sha1).await;
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    let url = bob
+        .request("bbb.room_url", 1, json!({"room": "room_1"}))
+        .await[2]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let meeting = query(&url)["meetingID"].clone();
+    control(
+        port_of(&url),
+        "/sim/participants",
+        json!({"meetingID": meeting, "participants": 7, "voice": 3, "video": 2, "moderators": 1}),
+    )
+    .await;
+    refresh(&app).await;
+
+    let (status, body) = get(&app, "/api/v1/status", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_no_secrets(&body);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    for key in [
+        "id",
+        "url",
+        "state",
+        "online",
+        "meetings",
+        "participants",
+        "listeners",
+        "voice",
+        "videos",
+        "largest_meeting",
+        "load",
+        "weight",
+        "tag",
+        "last_poll_at_ms",
+    ] {
+        assert!(
+            servers[0].get(key).is_some(),
+            "missing {key}: {}",
+            servers[0]
+        );
+    }
+    assert_eq!(v["totals"]["servers"], 2);
+    assert_eq!(v["totals"]["online"], 2);
+    assert_eq!(v["totals"]["participants"], 7);
+    assert_eq!(v["totals"]["meetings"], 1);
+    assert_eq!(v["gateway"]["sessions_connected"], 1);
+    assert!(v["gateway"]["uptime_secs"].is_number());
+
+    // state changes and errors
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        r#"{"state":"cordoned"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = get(&app, "/api/v1/status", Some(TOKEN)).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let s1 = v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id1)
+        .unwrap()
+        .clone();
+    assert_eq!(s1["state"], "cordoned");
+    let (status, body) = post(
+        &app,
+        "/api/v1/servers/9999/state",
+        Some(TOKEN),
+        r#"{"state":"cordoned"}"#,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        r#"{"state":"sleeping"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("state"), "{body}");
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        r#"{}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("state"), "{body}");
+    let (status, _) = post(
+        &app,
+        "/api/v1/servers/abc/state",
+        Some(TOKEN),
+        r#"{"state":"enabled"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let big = format!(r#"{{"state":"enabled","x":"{}"}}"#, "y".repeat(40_000));
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        &big,
+    )
+    .await;
+    assert_eq!(status, 413);
+}
+
+#[actix_web::test]
+async fn panic_moves_meetings_to_another_server() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let sim1 = start_sim(1).await;
+    let sim2 = start_sim(2).await;
+    let id1 = register(&app, &sim1, 1, ChecksumAlgorithm::Sha256).await;
+    let id2 = register(&app, &sim2, 2, ChecksumAlgorithm::Sha256).await;
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    let url = bob
+        .request("bbb.room_url", 1, json!({"room": "room_1"}))
+        .await[2]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (first_id, first_port, other_port) = if port_of(&url) == sim1.port() {
+        (id1, sim1.port(), sim2.port())
+    } else {
+        (id2, sim2.port(), sim1.port())
+    };
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/servers/{first_id}/panic"),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["meetings_forgotten"], 1);
+    post(
+        &app,
+        &format!("/api/v1/servers/{first_id}/state"),
+        Some(TOKEN),
+        r#"{"state":"disabled"}"#,
+    )
+    .await;
+    let url2 = bob
+        .request("bbb.room_url", 2, json!({"room": "room_1"}))
+        .await[2]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(port_of(&url2), other_port);
+    // the meeting was ended on the server it left, not on the target
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(calls(first_port).await.iter().any(|(c, _)| c == "end"));
+    assert!(!calls(other_port).await.iter().any(|(c, _)| c == "end"));
+    let (status, _) = post(&app, "/api/v1/servers/4242/panic", Some(TOKEN), "").await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn calls_api_creates_joinable_calls() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let sim = start_sim(1).await;
+    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (status, body) = post(
+        &app,
+        "/api/v1/worlds/w1/calls",
+        Some(TOKEN),
+        r#"{"members": ["bob", "carol"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    let reply = bob.request("bbb.call_url", 1, json!({"call": id})).await;
+    assert_eq!(reply[0], "success", "{reply}");
+
+    let (status, _) = post(
+        &app,
+        "/api/v1/worlds/nope/calls",
+        Some(TOKEN),
+        r#"{"members": ["bob"]}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    for bad in [
+        r#"{"members": []}"#,
+        r#"{}"#,
+        r#"{"members": "bob"}"#,
+        "not json",
+        r#"{"members": [""]}"#,
+    ] {
+        let (status, body) = post(&app, "/api/v1/worlds/w1/calls", Some(TOKEN), bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+}
+
+#[actix_web::test]
+async fn metrics_parse_and_count() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let sim = start_sim(1).await;
+    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    bob.request("bbb.room_url", 1, json!({"room": "room_1"}))
+        .await;
+    bob.request("bbb.room_url", 2, json!({"room": "nope"}))
+        .await;
+    let (status, text) = get(&app, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_no_secrets(&text);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    };
+    let value = |s: Option<&prometheus_parse::Sample>| match s.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v))
+        | Some(prometheus_parse::Value::Gauge(v))
+        | Some(prometheus_parse::Value::Untyped(v)) => *v,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(value(find("bbb_gateway_sessions_connected", &[])), 1.0);
+    assert_eq!(
+        value(find(
+            "bbb_gateway_requests_total",
+            &[("command", "bbb.room_url"), ("result", "success")]
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(find(
+            "bbb_gateway_requests_total",
+            &[("command", "bbb.room_url"), ("result", "room.unknown")]
+        )),
+        1.0
+    );
+    assert!(
+        value(find(
+            "bbb_gateway_bbb_api_calls_total",
+            &[("call", "create"), ("outcome", "ok")]
+        )) >= 1.0
+    );
+    assert!(
+        value(find(
+            "bbb_gateway_bbb_api_calls_total",
+            &[("call", "getMeetings"), ("outcome", "ok")]
+        )) >= 1.0
+    );
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric.starts_with("bbb_gateway_bbb_api_latency_seconds")));
+    assert_eq!(value(find("bbb_gateway_creates_sent_total", &[])), 1.0);
+    assert_eq!(
+        value(find("bbb_gateway_server", &[("figure", "online")])),
+        1.0
+    );
+    assert_eq!(
+        value(find("bbb_gateway_server", &[("figure", "enabled")])),
+        1.0
+    );
+    assert!(find("bbb_gateway_creates_saved_by_single_flight_total", &[]).is_some());
+}

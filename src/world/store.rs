@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::file::{GrantFile, RoomFile, WorldFile};
 use super::snapshot::WorldSnapshot;
+use super::validate::validate_world_file;
 use crate::db::schema::{grants, rooms, worlds};
 use crate::db::{now_ms, DbConn, DbError};
 use crate::with_conn;
@@ -66,7 +67,10 @@ fn position(i: usize) -> i32 {
 /// and bumps `worlds.version` so every process reloads it, upserts the listed rooms in file
 /// order (rooms not listed are kept, after them), and replaces the explicit grants with the
 /// file's. Importing the same file twice changes nothing but the version.
+/// The file is validated again (it may have been built in code), so a bad file changes
+/// nothing.
 pub fn import_world(conn: &mut DbConn, file: &WorldFile) -> Result<ImportSummary, DbError> {
+    validate_world_file(file).map_err(|e| DbError::Invalid(format!("invalid world file: {e}")))?;
     let jwt_secrets = to_json(&file.jwt_secrets)?;
     let roles = file.roles.as_ref().map(to_json).transpose()?;
     let trait_grants = to_json(&file.trait_grants)?;
@@ -91,10 +95,8 @@ pub fn import_world(conn: &mut DbConn, file: &WorldFile) -> Result<ImportSummary
     let now = now_ms();
     let id = file.id.as_str();
     with_conn!(conn, |c| c.transaction(|c| {
-        let existed: i64 = worlds::table
-            .filter(worlds::id.eq(id))
-            .count()
-            .get_result(c)?;
+        // Write first: on SQLite a transaction that reads before writing can fail with
+        // "database is locked" instead of waiting for a concurrent import.
         diesel::insert_into(worlds::table)
             .values((
                 worlds::id.eq(id),
@@ -181,7 +183,8 @@ pub fn import_world(conn: &mut DbConn, file: &WorldFile) -> Result<ImportSummary
         Ok::<_, DbError>(ImportSummary {
             world_id: id.to_owned(),
             version,
-            world_created: existed == 0,
+            // A new world starts at version 1 and every later import bumps it.
+            world_created: version == 1,
             rooms_added,
             rooms_updated: room_rows.len() - rooms_added,
             rooms_kept: kept.len(),

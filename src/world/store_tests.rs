@@ -1,5 +1,5 @@
 use super::*;
-use crate::db::testing::for_each_backend;
+use crate::db::testing::{for_each_backend, TestDb};
 use crate::world::parse_world_file;
 use serde_json::{json, Value};
 
@@ -177,4 +177,39 @@ fn snapshots_load_with_merged_bbb_config() {
         );
     })
     .unwrap();
+}
+
+#[test]
+fn invalid_files_change_nothing() {
+    for_each_backend(|conn| {
+        let good = file(&sample());
+        import_world(conn, &good).unwrap();
+        let mut bad = good.clone();
+        bad.title = "Changed".into();
+        bad.grants[0].room = Some("missing".into());
+        assert!(matches!(import_world(conn, &bad), Err(DbError::Invalid(_))));
+        assert_eq!(export_world(conn, "sample").unwrap().unwrap(), good);
+        assert_eq!(world_versions(conn).unwrap()[0].1, 1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn concurrent_imports_all_apply() {
+    for t in TestDb::all().unwrap() {
+        let f = file(&sample());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let db = t.db.clone();
+                let f = &f;
+                s.spawn(move || import_world(&mut db.get().unwrap(), f).unwrap());
+            }
+        });
+        let mut conn = t.db.get().unwrap();
+        assert_eq!(
+            world_versions(&mut conn).unwrap(),
+            vec![("sample".to_string(), 4)]
+        );
+        assert_eq!(export_world(&mut conn, "sample").unwrap().unwrap(), f);
+    }
 }

@@ -4,6 +4,8 @@
 mod admin;
 mod bbb_join;
 mod bbb_sim;
+mod demo;
 mod fleet;
 mod helpers;
+mod status_page;
 mod ws_protocol;

@@ -134,6 +134,9 @@ pub struct BbbCoordinator {
     stats: CoordinatorStats,
     rng: StdRng,
     polling: bool,
+    /// A status store is running / another one is due after it.
+    status_storing: bool,
+    status_dirty: bool,
     /// Stored meetings were loaded (retried each tick until they are).
     loaded: bool,
 }
@@ -153,6 +156,8 @@ impl BbbCoordinator {
             stats: CoordinatorStats::default(),
             rng: StdRng::from_entropy(),
             polling: false,
+            status_storing: false,
+            status_dirty: false,
             loaded: false,
         }
     }

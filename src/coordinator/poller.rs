@@ -133,12 +133,12 @@ impl BbbCoordinator {
         Box::pin(
             join_all(polls)
                 .into_actor(self)
-                .map(move |results, act, _ctx| {
+                .map(move |results, act, ctx| {
                     for (id, result) in results {
-                        act.apply_poll(id, started, result);
+                        act.apply_poll(id, started, result, ctx);
                     }
                     act.stats.poll_rounds += 1;
-                    act.store_status();
+                    act.store_status(ctx);
                 }),
         )
     }
@@ -148,6 +148,7 @@ impl BbbCoordinator {
         id: i32,
         started: Instant,
         result: Result<Vec<MeetingInfo>, BbbError>,
+        ctx: &mut Context<Self>,
     ) {
         let now = now_ms();
         match result {
@@ -161,15 +162,18 @@ impl BbbCoordinator {
                 {
                     log::info!("server {id} is back online");
                 }
-                for meeting_id in self.meetings.apply_poll(id, started, &list) {
-                    let busy = self
-                        .meetings
-                        .by_meeting_id(&meeting_id)
-                        .is_some_and(|e| self.inflight.contains_key(&e.key));
-                    if !busy {
-                        log::info!("ending a meeting on server {id} that was moved away from it");
-                        self.end_on(id, meeting_id);
-                    }
+                let strays: Vec<String> = self
+                    .meetings
+                    .apply_poll(id, started, &list)
+                    .into_iter()
+                    .filter(|m| {
+                        self.meetings
+                            .by_meeting_id(m)
+                            .is_some_and(|e| !self.inflight.contains_key(&e.key))
+                    })
+                    .collect();
+                if !strays.is_empty() {
+                    ctx.spawn(self.end_strays(id, strays));
                 }
             }
             Err(e) => {
@@ -199,6 +203,60 @@ impl BbbCoordinator {
         }
     }
 
+    /// Meetings `server` runs that memory places elsewhere (moved, panicked, offline): ends
+    /// them there, unless the database says they do belong there (another gateway instance
+    /// moved them; then memory adopts the stored placement instead).
+    fn end_strays(&mut self, server: i32, meeting_ids: Vec<String>) -> LocalActFut<()> {
+        let keys: Vec<(String, String)> = meeting_ids
+            .iter()
+            .filter_map(|m| {
+                self.meetings
+                    .by_meeting_id(m)
+                    .map(|e| (e.key.clone(), m.clone()))
+            })
+            .collect();
+        let db = self.db.clone();
+        let fut = async move {
+            db.run(move |c| {
+                let mut out = Vec::with_capacity(keys.len());
+                for (key, meeting_id) in keys {
+                    let stored = crate::db::meetings::get(c, &key)?.and_then(|r| r.server());
+                    out.push((key, meeting_id, stored));
+                }
+                Ok(out)
+            })
+            .await
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let found = match res {
+                Ok(found) => found,
+                Err(e) => {
+                    log::warn!("cannot check meetings found on server {server}: {e}");
+                    return;
+                }
+            };
+            for (key, meeting_id, stored) in found {
+                let Some(entry) = act.meetings.get_mut(&key) else {
+                    continue;
+                };
+                if entry.server == Some(server) || act.inflight.contains_key(&key) {
+                    continue; // placed here meanwhile
+                }
+                if stored == Some(server) {
+                    log::info!(
+                        "adopting the placement of {key} on server {server} from the database"
+                    );
+                    entry.server = Some(server);
+                    entry.live = false;
+                    entry.confirmed_at = None;
+                } else {
+                    log::info!("ending a meeting on server {server} that was moved away from it");
+                    act.end_on(server, meeting_id);
+                }
+            }
+        }))
+    }
+
     /// Ends a meeting on `server`, best effort, in the background.
     pub(super) fn end_on(&mut self, server: i32, meeting_id: String) {
         let Some(s) = self.fleet.get(server) else {
@@ -215,8 +273,13 @@ impl BbbCoordinator {
     }
 
     /// Publishes every server's health and load for the CLI, the admin routes and other
-    /// instances.
-    fn store_status(&self) {
+    /// instances. One store at a time, so an older round never overwrites a newer one.
+    fn store_status(&mut self, ctx: &mut Context<Self>) {
+        if self.status_storing {
+            self.status_dirty = true;
+            return;
+        }
+        self.status_storing = true;
         let rows: Vec<ServerStatusRow> = self
             .fleet
             .iter()
@@ -233,13 +296,19 @@ impl BbbCoordinator {
             })
             .collect();
         let db = self.db.clone();
-        actix::spawn(async move {
+        let fut = async move {
             if let Err(e) = db
                 .run(move |c| crate::db::server_status::store(c, &rows))
                 .await
             {
                 log::warn!("cannot store the server status: {e}");
             }
-        });
+        };
+        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+            act.status_storing = false;
+            if std::mem::take(&mut act.status_dirty) {
+                act.store_status(ctx);
+            }
+        }));
     }
 }

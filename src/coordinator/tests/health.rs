@@ -129,14 +129,70 @@ async fn the_poller_publishes_server_status_without_secrets() {
     let h = Harness::new(2).await;
     h.join("r2").await;
     h.poll().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut conn = h.db.get().unwrap();
-    let rows = crate::db::server_status::load_all(&mut conn).unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows.values().map(|r| r.meetings).sum::<i32>(), 1);
+    let mut stored = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let mut conn = h.db.get().unwrap();
+        let rows = crate::db::server_status::load_all(&mut conn).unwrap();
+        assert_eq!(rows.len(), 2);
+        stored = rows.values().map(|r| r.meetings).sum::<i32>();
+        if stored == 1 {
+            break;
+        }
+    }
+    assert_eq!(stored, 1);
     let json = serde_json::to_string(&h.status().await).unwrap();
     assert!(
         !json.contains("secret-1") && !json.contains("secret-2"),
         "{json}"
     );
+}
+
+#[actix_web::test]
+async fn a_placement_changed_by_another_instance_is_adopted_not_ended() {
+    let h = Harness::new(2).await;
+    let first = h.join("r2").await;
+    let mid = first.get("meetingID").unwrap().to_string();
+    let (here, there, there_id) = if first.base == url_of(1) {
+        (url_of(1), url_of(2), h.ids[1])
+    } else {
+        (url_of(2), url_of(1), h.ids[0])
+    };
+    // Another gateway instance moved the meeting: stored on `there`, running there too.
+    {
+        let mut conn = h.db.get().unwrap();
+        crate::db::meetings::place(&mut conn, "room:w:r2", there_id, None).unwrap();
+    }
+    h.fake.with(&there, |s| {
+        s.meetings.insert(
+            mid.clone(),
+            crate::bbb::MeetingInfo {
+                meeting_id: mid.clone(),
+                create_time: 5,
+                ..Default::default()
+            },
+        );
+    });
+    h.poll().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        h.fake.runs(&there, &mid),
+        "ended where the database places it"
+    );
+    let status = h.status().await;
+    assert_eq!(
+        status
+            .servers
+            .iter()
+            .find(|s| s.id == there_id)
+            .unwrap()
+            .meetings_placed,
+        1
+    );
+    // Now memory agrees with the database: the copy on the old server is the stray one.
+    h.poll().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!h.fake.runs(&here, &mid));
+    assert!(h.fake.runs(&there, &mid));
+    assert_eq!(h.join("r2").await.base, there);
 }

@@ -1,5 +1,6 @@
 use actix_web::error::PathError;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -8,84 +9,117 @@ use crate::db::servers::ServerState;
 use crate::db::{calls, DbError};
 use crate::state::AppState;
 
-fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": message.into()}))
+/// An admin route's failure: a status and a message for the `{"error": …}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
 }
 
-fn unauthorized() -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::UNAUTHORIZED,
-        "a valid admin token is required (Authorization: Bearer <token>)",
-    )
-}
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
 
-fn check(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
-    if super::authorized(req, &state.settings.admin.tokens) {
-        Ok(())
-    } else {
-        Err(unauthorized())
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn unavailable(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} is unavailable, retry later"),
+        )
     }
 }
 
-fn unavailable(what: &str) -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        format!("{what} is unavailable, retry later"),
-    )
-}
-
-fn admin_error(e: AdminError) -> HttpResponse {
-    match e {
-        AdminError::UnknownServer(id) => error(
-            actix_web::http::StatusCode::NOT_FOUND,
-            format!("no server with id {id}"),
-        ),
-        AdminError::Db(e) => db_error(e),
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
-fn db_error(e: DbError) -> HttpResponse {
-    match e {
-        DbError::Invalid(msg) => error(actix_web::http::StatusCode::BAD_REQUEST, msg),
-        other => {
-            log::error!("admin route: {other}");
-            unavailable("the database")
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({"error": self.message}))
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::UnknownServer(id) => ApiError::not_found(format!("no server with id {id}")),
+            AdminError::Db(e) => e.into(),
         }
     }
 }
 
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Invalid(msg) => ApiError::bad_request(msg),
+            other => {
+                log::error!("admin route: {other}");
+                ApiError::unavailable("the database")
+            }
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::unavailable("the coordinator")
+    }
+}
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    if super::authorized(req, &state.settings.admin.tokens) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid admin token is required (Authorization: Bearer <token>)",
+        ))
+    }
+}
+
 /// Parses a JSON body; the 400 names the JSON path of the problem (`state: unknown variant…`).
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let message = if path == "." {
-            format!("invalid body: {}", e.inner())
+        if path == "." {
+            ApiError::bad_request(format!("invalid body: {}", e.inner()))
         } else {
-            format!("invalid body: {path}: {}", e.inner())
-        };
-        error(actix_web::http::StatusCode::BAD_REQUEST, message)
+            ApiError::bad_request(format!("invalid body: {path}: {}", e.inner()))
+        }
     })
 }
 
 /// Unparseable path ids are 404s: no such resource.
 pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
-    actix_web::error::InternalError::from_response(
-        err,
-        error(actix_web::http::StatusCode::NOT_FOUND, "no such resource"),
-    )
-    .into()
+    let response = ApiError::not_found("no such resource").error_response();
+    actix_web::error::InternalError::from_response(err, response).into()
 }
 
 /// `GET /api/v1/status`.
-pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
-        return r;
-    }
-    let Ok(fleet) = state.coordinator.send(GetFleetStatus).await else {
-        return unavailable("the coordinator");
-    };
-    HttpResponse::Ok().json(status_json(&state, &fleet))
+pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    check(&req, &state)?;
+    let fleet = state.coordinator.send(GetFleetStatus).await?;
+    Ok(HttpResponse::Ok().json(status_json(&state, &fleet)))
 }
 
 /// The status document: servers, totals, gateway figures. Built from [`FleetStatus`], which
@@ -134,27 +168,18 @@ pub async fn set_state(
     state: web::Data<AppState>,
     path: web::Path<i32>,
     body: web::Bytes,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
-        return r;
-    }
+) -> ApiResult {
+    check(&req, &state)?;
     let id = path.into_inner();
-    let new_state = match parse_body::<StateBody>(&body) {
-        Ok(b) => b.state,
-        Err(r) => return r,
-    };
-    match state
+    let new_state = parse_body::<StateBody>(&body)?.state;
+    state
         .coordinator
         .send(SetServerState {
             id,
             state: new_state,
         })
-        .await
-    {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"id": id, "state": new_state})),
-        Ok(Err(e)) => admin_error(e),
-        Err(_) => unavailable("the coordinator"),
-    }
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "state": new_state})))
 }
 
 /// `POST /api/v1/servers/{id}/panic`.
@@ -162,16 +187,11 @@ pub async fn panic(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<i32>,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
-        return r;
-    }
+) -> ApiResult {
+    check(&req, &state)?;
     let id = path.into_inner();
-    match state.coordinator.send(PanicServer { id }).await {
-        Ok(Ok(n)) => HttpResponse::Ok().json(json!({"id": id, "meetings_forgotten": n})),
-        Ok(Err(e)) => admin_error(e),
-        Err(_) => unavailable("the coordinator"),
-    }
+    let n = state.coordinator.send(PanicServer { id }).await??;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "meetings_forgotten": n})))
 }
 
 #[derive(Deserialize)]
@@ -190,50 +210,32 @@ pub async fn create_call(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &state) {
-        return r;
-    }
+) -> ApiResult {
+    check(&req, &state)?;
     let world = path.into_inner();
-    let body = match parse_body::<CallBody>(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let members: Vec<String> = body
+    let members: Vec<String> = parse_body::<CallBody>(&body)?
         .members
         .into_iter()
         .map(|m| m.trim().to_owned())
         .collect();
     if members.is_empty() || members.len() > MAX_MEMBERS {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            format!("members: give between 1 and {MAX_MEMBERS} uids"),
-        );
+        return Err(ApiError::bad_request(format!(
+            "members: give between 1 and {MAX_MEMBERS} uids"
+        )));
     }
     if members.iter().any(|m| m.is_empty() || m.len() > MAX_UID) {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            format!("members: every uid must be 1 to {MAX_UID} characters"),
-        );
+        return Err(ApiError::bad_request(format!(
+            "members: every uid must be 1 to {MAX_UID} characters"
+        )));
     }
-    match state.worlds.get(&world).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                actix_web::http::StatusCode::NOT_FOUND,
-                format!("no world with id {world:?}"),
-            )
-        }
-        Err(e) => return db_error(e),
+    if state.worlds.get(&world).await?.is_none() {
+        return Err(ApiError::not_found(format!("no world with id {world:?}")));
     }
-    match state
+    let id = state
         .db
         .run(move |c| calls::create_call(c, &world, &members))
-        .await
-    {
-        Ok(id) => HttpResponse::Created().json(json!({"id": id})),
-        Err(e) => db_error(e),
-    }
+        .await?;
+    Ok(HttpResponse::Created().json(json!({"id": id})))
 }
 
 /// `GET /metrics`: Prometheus text format, with the fleet's gauges refreshed first.

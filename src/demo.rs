@@ -59,38 +59,44 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     let sim_url = sim.base_url();
     let jwt_secret = random_string(40);
     let settings_db = settings.clone();
-    let (moderator, attendee) = actix_web::web::block(move || -> anyhow::Result<(String, String)> {
-        let db = open_database(&settings_db)?;
-        let mut conn = db.get()?;
-        crate::db::servers::remove_by_tag(&mut conn, DEMO_TAG)?;
-        crate::db::servers::add(
-            &mut conn,
-            &crate::db::servers::NewServer {
-                url: sim_url,
-                secret: crate::bbb::Secret::new(bbb_secret),
-                checksum: crate::bbb::ChecksumAlgorithm::Sha256,
-                weight: 1.0,
-                tag: Some(DEMO_TAG.into()),
-                world_id: None,
-            },
-        )?;
-        let file = crate::world::parse_world_file(&demo_world(&jwt_secret).to_string())
-            .context("demo world")?;
-        crate::world::import_world(&mut conn, &file)?;
-        let secret = file.jwt_secrets.first().context("demo world secret")?;
-        let moderator = crate::auth::mint_token(
-            secret,
-            "demo-moderator",
-            &["moderator".to_string()],
-            Some("Demo Moderator"),
-            7 * 86400,
-        )?;
-        let attendee =
-            crate::auth::mint_token(secret, "demo-attendee", &[], Some("Demo Attendee"), 7 * 86400)?;
-        Ok((moderator, attendee))
-    })
-    .await
-    .context("demo set-up task failed")??;
+    let (moderator, attendee) =
+        actix_web::web::block(move || -> anyhow::Result<(String, String)> {
+            let db = open_database(&settings_db)?;
+            let mut conn = db.get()?;
+            crate::db::servers::remove_by_tag(&mut conn, DEMO_TAG)?;
+            crate::db::servers::add(
+                &mut conn,
+                &crate::db::servers::NewServer {
+                    url: sim_url,
+                    secret: crate::bbb::Secret::new(bbb_secret),
+                    checksum: crate::bbb::ChecksumAlgorithm::Sha256,
+                    weight: 1.0,
+                    tag: Some(DEMO_TAG.into()),
+                    world_id: None,
+                },
+            )?;
+            let file = crate::world::parse_world_file(&demo_world(&jwt_secret).to_string())
+                .context("demo world")?;
+            crate::world::import_world(&mut conn, &file)?;
+            let secret = file.jwt_secrets.first().context("demo world secret")?;
+            let moderator = crate::auth::mint_token(
+                secret,
+                "demo-moderator",
+                &["moderator".to_string()],
+                Some("Demo Moderator"),
+                7 * 86400,
+            )?;
+            let attendee = crate::auth::mint_token(
+                secret,
+                "demo-attendee",
+                &[],
+                Some("Demo Attendee"),
+                7 * 86400,
+            )?;
+            Ok((moderator, attendee))
+        })
+        .await
+        .context("demo set-up task failed")??;
 
     let app = Application::build(settings).await?;
     let port = app.port();

@@ -42,14 +42,18 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             (None, Some(c)) => json!({"client_id": c}),
             (None, None) => bail!("give --token or --client-id"),
         };
-        conn.send(Message::Text(json!(["authenticate", auth]).to_string().into()))
-            .await?;
+        conn.send(Message::Text(
+            json!(["authenticate", auth]).to_string().into(),
+        ))
+        .await?;
         let reply = next_json(&mut conn).await?;
         if reply.get(0) != Some(&json!("authenticated")) {
             bail!("authentication failed: {reply}");
         }
-        conn.send(Message::Text(json!([args.action, 1, payload]).to_string().into()))
-            .await?;
+        conn.send(Message::Text(
+            json!([args.action, 1, payload]).to_string().into(),
+        ))
+        .await?;
         let reply = next_json(&mut conn).await?;
         let _ = conn.send(Message::Close(None)).await;
         match reply.get(0).and_then(Value::as_str) {

@@ -32,18 +32,11 @@ pub enum ServerCommand {
     /// List servers with their live state (never the secret).
     List,
     /// Enable, cordon (keep running meetings, no new ones) or disable a server.
-    SetState {
-        id: i32,
-        state: ServerState,
-    },
+    SetState { id: i32, state: ServerState },
     /// Forget every meeting on a server so they are re-created elsewhere at the next join.
-    Panic {
-        id: i32,
-    },
+    Panic { id: i32 },
     /// Unregister a server.
-    Remove {
-        id: i32,
-    },
+    Remove { id: i32 },
 }
 
 pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
@@ -106,7 +99,15 @@ pub fn render_table(
     status: &std::collections::HashMap<i32, server_status::ServerStatusRow>,
 ) -> String {
     let header = [
-        "id", "url", "state", "online", "meetings", "participants", "videos", "load", "weight",
+        "id",
+        "url",
+        "state",
+        "online",
+        "meetings",
+        "participants",
+        "videos",
+        "load",
+        "weight",
         "tag",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -130,7 +131,13 @@ pub fn render_table(
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &table {

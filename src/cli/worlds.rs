@@ -70,7 +70,13 @@ pub fn token(settings: &Settings, args: TokenArgs) -> anyhow::Result<()> {
     let Some(secret) = world.jwt_secrets.first() else {
         bail!("world {:?} has no JWT secret", args.world);
     };
-    let token = crate::auth::mint_token(secret, &args.uid, &args.traits, args.name.as_deref(), args.ttl)?;
+    let token = crate::auth::mint_token(
+        secret,
+        &args.uid,
+        &args.traits,
+        args.name.as_deref(),
+        args.ttl,
+    )?;
     println!("{token}");
     Ok(())
 }

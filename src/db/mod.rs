@@ -11,11 +11,11 @@ pub mod calls;
 pub mod meetings;
 pub mod server_status;
 pub mod servers;
+#[cfg(test)]
+pub(crate) mod test_support;
 #[doc(hidden)]
 pub mod testing;
 pub mod users;
-#[cfg(test)]
-pub(crate) mod test_support;
 
 mod pool;
 pub use pool::*;

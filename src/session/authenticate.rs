@@ -93,7 +93,10 @@ pub async fn authenticate(
 
 fn db_error(e: crate::db::DbError) -> ErrorReply {
     log::error!("database error during authentication: {e}");
-    ErrorReply::with_message(ErrorCode::ServerError, "the database is unavailable, retry later")
+    ErrorReply::with_message(
+        ErrorCode::ServerError,
+        "the database is unavailable, retry later",
+    )
 }
 
 /// The `authenticated` event payload: the user, the world and the rooms this user may view.
@@ -148,7 +151,9 @@ pub fn parse_profile_update(payload: &Value, current: &Profile) -> Result<Profil
             .as_str()
             .ok_or_else(|| invalid("profile.display_name must be a string"))?;
         if name.chars().count() > MAX_DISPLAY_NAME {
-            return Err(invalid("profile.display_name is too long (200 characters at most)"));
+            return Err(invalid(
+                "profile.display_name is too long (200 characters at most)",
+            ));
         }
         next.display_name = Some(name.to_owned());
     }
@@ -159,7 +164,8 @@ pub fn parse_profile_update(payload: &Value, current: &Profile) -> Result<Profil
                 None | Some(Value::Null) => None,
                 Some(Value::String(u)) if u.is_empty() => None,
                 Some(Value::String(u))
-                    if u.len() <= 2048 && (u.starts_with("https://") || u.starts_with("http://")) =>
+                    if u.len() <= 2048
+                        && (u.starts_with("https://") || u.starts_with("http://")) =>
                 {
                     Some(u.clone())
                 }
@@ -178,7 +184,10 @@ pub async fn store_profile(db: &Db, user_id: String, profile: &Profile) -> Resul
         .await
         .map_err(|e| {
             log::error!("database error storing a profile: {e}");
-            ErrorReply::with_message(ErrorCode::ServerError, "the database is unavailable, retry later")
+            ErrorReply::with_message(
+                ErrorCode::ServerError,
+                "the database is unavailable, retry later",
+            )
         })
 }
 

@@ -58,7 +58,11 @@ mod tests {
             r#"["user.update", 1, {}]"#,
             r#"["foo.bar", 1, {}]"#,
         ] {
-            assert_eq!(r(f, false), Route::Reject(ErrorCode::Unauthenticated), "{f}");
+            assert_eq!(
+                r(f, false),
+                Route::Reject(ErrorCode::Unauthenticated),
+                "{f}"
+            );
         }
     }
 

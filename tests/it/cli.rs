@@ -1,0 +1,259 @@
+//! The `bbb-gateway` admin command line, run as an operator would.
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+use crate::helpers::{sample_world, WORLD_SECRET};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bbb-gateway");
+
+/// A temp database and config file shared by the commands of one test.
+struct Env {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gw.toml");
+        let mut f = std::fs::File::create(&config).unwrap();
+        writeln!(
+            f,
+            "[database]\nurl = \"sqlite://{}/cli.sqlite3\"",
+            dir.path().display()
+        )
+        .unwrap();
+        Env { dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+#[test]
+fn world_import_export_and_token() {
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let file = env.write("w.json", &sample_world("cli").to_string());
+    let out = env.ok(&["world", "import", &file]);
+    assert!(out.contains("cli"), "{out}");
+    env.ok(&["world", "import", &file]); // idempotent
+    let exported: serde_json::Value =
+        serde_json::from_str(&env.ok(&["world", "export", "cli"])).unwrap();
+    assert_eq!(exported["id"], "cli");
+    assert_eq!(exported["rooms"].as_array().unwrap().len(), 3);
+
+    // a bad file changes nothing and names the JSON path
+    let mut bad = sample_world("cli");
+    bad["title"] = serde_json::json!("Changed");
+    bad["rooms"][1]["modules"][0]["config"] = serde_json::json!("not an object");
+    let bad_file = env.write("bad.json", &bad.to_string());
+    let err = env.fails(&["world", "import", &bad_file]);
+    assert!(err.contains("rooms[1]"), "{err}");
+    let again: serde_json::Value =
+        serde_json::from_str(&env.ok(&["world", "export", "cli"])).unwrap();
+    assert_eq!(again["title"], "Sample Conference");
+    assert!(env.fails(&["world", "export", "nope"]).contains("nope"));
+
+    let token = env.ok(&[
+        "token", "--world", "cli", "--uid", "zoe", "--traits", "a,b", "--name", "Zoe",
+    ]);
+    let secrets = vec![bbb_gateway::world::JwtSecret {
+        issuer: "any".into(),
+        audience: "venueless".into(),
+        secret: WORLD_SECRET.into(),
+    }];
+    let claims = bbb_gateway::auth::verify_token(token.trim(), &secrets).unwrap();
+    assert_eq!(claims.uid, "zoe");
+    assert_eq!(claims.traits, vec!["a", "b"]);
+    assert_eq!(claims.profile.unwrap()["display_name"], "Zoe");
+}
+
+#[test]
+fn server_commands_manage_the_fleet() {
+    let env = Env::new();
+    let secret = "cli-server-secret-must-not-leak";
+    let id = env.ok(&[
+        "server",
+        "add",
+        "--url",
+        "https://bbb1.example.org/bigbluebutton/api/",
+        "--secret",
+        secret,
+        "--checksum",
+        "sha1",
+        "--weight",
+        "2",
+        "--tag",
+        "big",
+    ]);
+    let id = id.trim().to_owned();
+    assert!(id.parse::<i32>().is_ok(), "{id}");
+    let id2 = env.ok(&[
+        "server",
+        "add",
+        "--url",
+        "https://bbb2.example.org/bigbluebutton",
+        "--secret",
+        "x2-secret",
+    ]);
+    let list = env.ok(&["server", "list"]);
+    assert!(!list.contains(secret), "{list}");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("id"));
+    for col in [
+        "url",
+        "state",
+        "online",
+        "meetings",
+        "participants",
+        "videos",
+        "load",
+        "weight",
+        "tag",
+    ] {
+        assert!(lines[0].contains(col), "{col} missing: {list}");
+    }
+    // aligned: the url column starts at the same offset on every line
+    let offset = lines[0].find("url").unwrap();
+    assert_eq!(lines[1].find("https://").unwrap(), offset, "{list}");
+    assert_eq!(lines[2].find("https://").unwrap(), offset, "{list}");
+    assert!(
+        lines[1].contains("https://bbb1.example.org/bigbluebutton "),
+        "normalised: {list}"
+    );
+    assert!(lines[1].contains("big"));
+
+    env.ok(&["server", "set-state", &id, "cordoned"]);
+    assert!(env
+        .ok(&["server", "list"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains("cordoned"));
+    assert!(env
+        .fails(&["server", "set-state", &id, "sleeping"])
+        .contains("sleeping"));
+    assert!(env
+        .fails(&["server", "set-state", "999", "enabled"])
+        .contains("999"));
+    env.ok(&["server", "panic", &id]);
+    env.ok(&["server", "remove", id2.trim()]);
+    assert_eq!(env.ok(&["server", "list"]).lines().count(), 2);
+    assert!(env.fails(&["server", "remove", "999"]).contains("999"));
+    // duplicates and bad input are refused with a reason
+    assert!(env
+        .fails(&[
+            "server",
+            "add",
+            "--url",
+            "https://bbb1.example.org/bigbluebutton",
+            "--secret",
+            "s"
+        ])
+        .contains("already"));
+    env.fails(&["server", "add", "--url", "ftp://x", "--secret", "s"]);
+    env.fails(&[
+        "server",
+        "add",
+        "--url",
+        "https://x.org/b",
+        "--secret",
+        "s",
+        "--weight",
+        "0",
+    ]);
+}
+
+#[test]
+fn call_create_prints_an_id() {
+    let env = Env::new();
+    let file = env.write("w.json", &sample_world("cw").to_string());
+    env.ok(&["world", "import", &file]);
+    let id = env.ok(&["call", "create", "--world", "cw", "--members", "alice,bob"]);
+    assert!(uuid::Uuid::parse_str(id.trim()).is_ok(), "{id}");
+    env.fails(&["call", "create", "--world", "nope", "--members", "alice"]);
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let env = Env::new();
+    let bad = env.write("bad.toml", "[bbb]\npoll_interval_secs = 0\n");
+    let out = Command::new(BIN)
+        .args(["migrate", "--config", &bad])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bbb.poll_interval_secs"));
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(BIN)
+        .args(["--config"])
+        .arg(&env.config)
+        .arg("migrate")
+        .env("BBB_GATEWAY__HTTP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.listen"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["server", "--help"],
+        vec!["server", "add", "--help"],
+        vec!["server", "list", "--help"],
+        vec!["server", "set-state", "--help"],
+        vec!["server", "panic", "--help"],
+        vec!["server", "remove", "--help"],
+        vec!["world", "import", "--help"],
+        vec!["world", "export", "--help"],
+        vec!["call", "create", "--help"],
+        vec!["token", "--help"],
+        vec!["client", "--help"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}

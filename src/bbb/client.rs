@@ -163,27 +163,11 @@ async fn send(
     Ok(body.to_vec())
 }
 
-/// Escapes text for an XML attribute value.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The `create` POST body that preloads one presentation.
 pub fn presentation_body(url: &str) -> String {
     format!(
         "<modules><module name=\"presentation\"><document url=\"{}\"/></module></modules>",
-        xml_escape(url)
+        quick_xml::escape::escape(url)
     )
 }
 

@@ -5,20 +5,9 @@
 #[derive(Default)]
 pub(crate) struct XmlOut(String);
 
-/// Escapes text content and attribute values.
-pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Escapes text content and attribute values (`<`, `>`, `&`, `'`, `"`).
+pub(crate) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(s)
 }
 
 impl XmlOut {

@@ -79,22 +79,13 @@ async fn admin_routes_need_the_token() {
 async fn status_lists_servers_without_secrets() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let sim1 = start_sim(1).await;
-    let sim2 = start_sim(2).await;
-    let id1 = register(&app, &sim1, 1, ChecksumAlgorithm::Sha256).await;
-    register(&app, &sim2, 2, ChecksumAlgorithm::Sha1).await;
+    let (_sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (_sim2, _) = add_sim(&app, 2, ChecksumAlgorithm::Sha1).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
-    let url = bob
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let meeting = query(&url)["meetingID"].clone();
-    control(
-        port_of(&url),
-        "/sim/participants",
-        json!({"meetingID": meeting, "participants": 7, "voice": 3, "video": 2, "moderators": 1}),
+    let url = bob.room_url("room_1").await;
+    set_participants(
+        &url,
+        json!({"participants": 7, "voice": 3, "video": 2, "moderators": 1}),
     )
     .await;
     refresh(&app).await;
@@ -202,17 +193,10 @@ async fn status_lists_servers_without_secrets() {
 async fn panic_moves_meetings_to_another_server() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let sim1 = start_sim(1).await;
-    let sim2 = start_sim(2).await;
-    let id1 = register(&app, &sim1, 1, ChecksumAlgorithm::Sha256).await;
-    let id2 = register(&app, &sim2, 2, ChecksumAlgorithm::Sha256).await;
+    let (sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim2, id2) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
-    let url = bob
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = bob.room_url("room_1").await;
     let (first_id, first_port, other_port) = if port_of(&url) == sim1.port() {
         (id1, sim1.port(), sim2.port())
     } else {
@@ -234,12 +218,7 @@ async fn panic_moves_meetings_to_another_server() {
         r#"{"state":"disabled"}"#,
     )
     .await;
-    let url2 = bob
-        .request("bbb.room_url", 2, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url2 = bob.room_url("room_1").await;
     assert_eq!(port_of(&url2), other_port);
     // the meeting was ended on the server it left, not on the target
     actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -253,8 +232,7 @@ async fn panic_moves_meetings_to_another_server() {
 async fn calls_api_creates_joinable_calls() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (_sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
     let (status, body) = post(
         &app,
         "/api/v1/worlds/w1/calls",
@@ -293,8 +271,7 @@ async fn calls_api_creates_joinable_calls() {
 async fn metrics_parse_and_count() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (_sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
     bob.request("bbb.room_url", 1, json!({"room": "room_1"}))
         .await;

@@ -30,8 +30,7 @@ async fn app_with_world() -> TestApp {
 #[actix_web::test]
 async fn room_url_gives_a_join_url_bbb_accepts() {
     let app = app_with_world().await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha1).await;
+    let (sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha1).await;
 
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob: the Builder")).await;
     let reply = bob
@@ -167,35 +166,23 @@ async fn waiting_room_makes_attendees_guests() {
     let mut world = sample_world("w1");
     world["rooms"][0]["modules"][0]["config"] = json!({"waiting_room": true, "auto_camera": true});
     app.import_world(&world).await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
-    let url = bob
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = bob.room_url("room_1").await;
     let q = query(&url);
     assert_eq!(q["guest"], "true");
     assert_eq!(q["userdata-bbb_auto_share_webcam"], "true");
     assert_eq!(q["checksum"].len(), 64, "sha256 for this server");
     assert_eq!(creates(sim.port()).await[0]["guestPolicy"], "ASK_MODERATOR");
     let (mut alice, _) = app.ws_as("w1", "alice", &[], Some("Alice")).await;
-    let url = alice
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = alice.room_url("room_1").await;
     assert!(!query(&url).contains_key("guest") || query(&url)["guest"] == "false");
 }
 
 #[actix_web::test]
 async fn call_url_for_invited_members_only() {
     let app = app_with_world().await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
     let call_id = app
         .state
         .db
@@ -238,8 +225,7 @@ async fn call_url_for_invited_members_only() {
 #[actix_web::test]
 async fn concurrent_joins_of_a_new_room_send_one_create() {
     let app = app_with_world().await;
-    let sim = start_sim(1).await;
-    register(&app, &sim, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
     control(
         sim.port(),
         "/sim/fault",
@@ -267,19 +253,12 @@ async fn concurrent_joins_of_a_new_room_send_one_create() {
 #[actix_web::test]
 async fn a_dead_server_moves_the_next_joins_elsewhere() {
     let app = app_with_world().await;
-    let sim_a = start_sim(1).await;
-    let sim_b = start_sim(2).await;
-    register(&app, &sim_a, 1, ChecksumAlgorithm::Sha256).await;
-    let id_b = register(&app, &sim_b, 2, ChecksumAlgorithm::Sha256).await;
+    let (sim_a, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim_b, id_b) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
     // make A the only choice for the first meeting
     set_state(&app, id_b, ServerState::Cordoned).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
-    let url = bob
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = bob.room_url("room_1").await;
     assert_eq!(port_of(&url), sim_a.port());
     set_state(&app, id_b, ServerState::Enabled).await;
 
@@ -309,10 +288,8 @@ async fn a_dead_server_moves_the_next_joins_elsewhere() {
 #[actix_web::test]
 async fn recordings_merge_servers_and_survive_one_down() {
     let app = app_with_world().await;
-    let sim_a = start_sim(1).await;
-    let sim_b = start_sim(2).await;
-    let id_a = register(&app, &sim_a, 1, ChecksumAlgorithm::Sha256).await;
-    let id_b = register(&app, &sim_b, 2, ChecksumAlgorithm::Sha256).await;
+    let (sim_a, id_a) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim_b, id_b) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
     let (mut alice, _) = app.ws_as("w1", "alice", &[], Some("Alice")).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
     assert_eq!(
@@ -321,12 +298,7 @@ async fn recordings_merge_servers_and_survive_one_down() {
         json!(["error", 1, {"code": "protocol.denied"}])
     );
     // place the meeting on one server, then panic it over to the other: both may hold recordings
-    let url = alice
-        .request("bbb.room_url", 2, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = alice.room_url("room_1").await;
     let meeting_id = query(&url)["meetingID"].clone();
     let (first, first_id, second) = if port_of(&url) == sim_a.port() {
         (sim_a, id_a, sim_b)
@@ -340,12 +312,7 @@ async fn recordings_merge_servers_and_survive_one_down() {
         .unwrap()
         .unwrap();
     set_state(&app, first_id, ServerState::Cordoned).await;
-    let url2 = alice
-        .request("bbb.room_url", 3, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url2 = alice.room_url("room_1").await;
     assert_eq!(port_of(&url2), second.port());
 
     let rec = |id: &str, start: i64| {

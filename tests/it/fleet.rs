@@ -49,6 +49,20 @@ pub async fn register(app: &TestApp, sim: &SimHandle, i: usize, algo: ChecksumAl
     row.id
 }
 
+/// Starts sim `i` and registers it; returns the sim and its server id.
+pub async fn add_sim(app: &TestApp, i: usize, algo: ChecksumAlgorithm) -> (SimHandle, i32) {
+    let sim = start_sim(i).await;
+    let id = register(app, &sim, i, algo).await;
+    (sim, id)
+}
+
+/// Sets the counts of the meeting behind a join URL on the sim that hosts it.
+pub async fn set_participants(join_url: &str, counts: Value) {
+    let mut body = counts;
+    body["meetingID"] = Value::from(query(join_url)["meetingID"].clone());
+    control(port_of(join_url), "/sim/participants", body).await;
+}
+
 /// Reloads servers from the database and polls them now.
 pub async fn refresh(app: &TestApp) {
     app.state

@@ -200,6 +200,15 @@ impl WsClient {
         }
     }
 
+    /// Asks for a room's join URL; panics with the reply unless it is a success.
+    pub async fn room_url(&mut self, room: &str) -> String {
+        let reply = self
+            .request("bbb.room_url", 1, serde_json::json!({ "room": room }))
+            .await;
+        assert_eq!(reply[0], "success", "{reply}");
+        reply[2]["url"].as_str().expect("a url").to_owned()
+    }
+
     /// Sends a request with an id and returns the reply.
     pub async fn request(&mut self, action: &str, id: impl Into<Value>, payload: Value) -> Value {
         let id: Value = id.into();

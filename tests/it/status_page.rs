@@ -55,24 +55,11 @@ async fn render(url: String) -> String {
 async fn status_page_draws_servers_in_chromium() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let sim1 = start_sim(1).await;
-    let sim2 = start_sim(2).await;
-    let id1 = register(&app, &sim1, 1, ChecksumAlgorithm::Sha256).await;
-    let id2 = register(&app, &sim2, 2, ChecksumAlgorithm::Sha256).await;
+    let (_sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (_sim2, id2) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
-    let url = bob
-        .request("bbb.room_url", 1, json!({"room": "room_1"}))
-        .await[2]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let meeting = query(&url)["meetingID"].clone();
-    control(
-        port_of(&url),
-        "/sim/participants",
-        json!({"meetingID": meeting, "participants": 12, "voice": 4, "video": 3}),
-    )
-    .await;
+    let url = bob.room_url("room_1").await;
+    set_participants(&url, json!({"participants": 12, "voice": 4, "video": 3})).await;
     refresh(&app).await;
 
     let dom = render(app.url("/admin/#token=test-admin-token-0123456789")).await;

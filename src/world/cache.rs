@@ -3,7 +3,7 @@
 //! those whose `worlds.version` changed, which is how imports by the CLI or other instances
 //! reach this process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::snapshot::WorldSnapshot;
@@ -14,6 +14,10 @@ use crate::db::{Db, DbError};
 #[derive(Clone)]
 pub struct WorldCache {
     worlds: Arc<RwLock<HashMap<String, Arc<WorldSnapshot>>>>,
+    /// Every world id that existed at the last refresh (`None` before the first one). A connect
+    /// to an id not in it is answered without a query, so a flood of connects to made-up
+    /// worlds cannot load the database; a new world is seen from the next refresh on.
+    known_ids: Arc<RwLock<Option<HashSet<String>>>>,
     db: Db,
 }
 
@@ -21,6 +25,7 @@ impl WorldCache {
     pub fn new(db: Db) -> WorldCache {
         WorldCache {
             worlds: Arc::default(),
+            known_ids: Arc::default(),
             db,
         }
     }
@@ -40,11 +45,23 @@ impl WorldCache {
         if let Some(w) = self.get_cached(world_id) {
             return Ok(Some(w));
         }
+        if !self.may_exist(world_id) {
+            return Ok(None);
+        }
         let id = world_id.to_owned();
         let Some(loaded) = self.db.run(move |c| load_snapshot(c, &id)).await? else {
             return Ok(None);
         };
         Ok(Some(self.insert_if_newer(Arc::new(loaded))))
+    }
+
+    /// False only when the last refresh saw no world with this id.
+    fn may_exist(&self, id: &str) -> bool {
+        self.known_ids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|ids| ids.contains(id))
     }
 
     /// Puts a snapshot in the cache, replacing any other version (after an in-process import,
@@ -75,6 +92,10 @@ impl WorldCache {
     pub async fn refresh(&self) -> Result<usize, DbError> {
         let versions: HashMap<String, i64> =
             self.db.run(world_versions).await?.into_iter().collect();
+        *self
+            .known_ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(versions.keys().cloned().collect());
         let cached: Vec<(String, i64)> = self
             .worlds
             .read()
@@ -172,6 +193,14 @@ mod tests {
         // A cached world missing from the database is dropped by refresh.
         assert_eq!(cache.refresh().await.unwrap(), 1);
         assert!(cache.get_cached("m").is_none());
+
+        // After a refresh, unknown ids are answered from memory: a world imported since is
+        // only seen from the next refresh on (proof that no query was made).
+        assert!(cache.get("late").await.unwrap().is_none());
+        import_world(&mut conn, &world("late", "Late")).unwrap();
+        assert!(cache.get("late").await.unwrap().is_none());
+        cache.refresh().await.unwrap();
+        assert_eq!(cache.get("late").await.unwrap().unwrap().title, "Late");
     }
 
     #[tokio::test]

@@ -112,6 +112,10 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     println!("  attendee token:   {attendee}");
     println!("  admin token:      {admin_token}");
     println!("  status:           curl -H 'Authorization: Bearer {admin_token}' http://127.0.0.1:{port}/api/v1/status");
-    println!("  try it:           bbb-gateway client --url {ws} --token {attendee} bbb.room_url '{{\"room\": \"{DEMO_ROOM}\"}}'");
+    // The running binary's own path, so the example works without `bbb-gateway` on PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "bbb-gateway".into());
+    println!("  try it:           {exe} client --url {ws} --token {attendee} bbb.room_url '{{\"room\": \"{DEMO_ROOM}\"}}'");
     Ok(app)
 }

@@ -150,7 +150,7 @@ pub fn status_json(state: &AppState, fleet: &FleetStatus) -> serde_json::Value {
             "listeners": sum(|x| x.listeners.into()),
             "voice": sum(|x| x.voice.into()),
             "videos": sum(|x| x.videos.into()),
-            "load": s.iter().map(|x| x.load).sum::<f64>(),
+            "load": s.iter().map(|x| x.load).fold(0.0, |a, b| a + b),
         },
         "servers": s,
     })

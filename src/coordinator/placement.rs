@@ -47,7 +47,10 @@ pub fn meeting_cost(m: &MeetingInfo, now_ms: i64) -> f64 {
 
 /// Total load of a server from its `getMeetings` reply.
 pub fn server_load(meetings: &[MeetingInfo], now_ms: i64) -> f64 {
-    meetings.iter().map(|m| meeting_cost(m, now_ms)).sum()
+    meetings
+        .iter()
+        .map(|m| meeting_cost(m, now_ms))
+        .fold(0.0, |a, b| a + b)
 }
 
 /// What placement needs to know about one server.

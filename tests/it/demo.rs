@@ -95,8 +95,8 @@ fn demo_prints_commands_that_work() {
 
     // the printed example, run as printed (with this build's binary)
     let example = shell_words(&field("try it:"));
-    assert_eq!(example[0], "bbb-gateway");
-    let out = Command::new(BIN)
+    assert!(example[0].ends_with("bbb-gateway"), "{example:?}");
+    let out = Command::new(&example[0])
         .args(&example[1..])
         .env("BBB_GATEWAY__DATABASE__URL", &db)
         .output()

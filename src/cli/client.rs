@@ -1,13 +1,16 @@
-//! `bbb-gateway client`: a tiny WebSocket client so the demo's printed example works without
-//! any other tool installed.
+//! `bbb-gateway client`: send one request and print the reply, so the demo's printed example
+//! works without any other tool installed.
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use awc::ws::{Frame, Message};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+
+use crate::client::WsClient;
+
+/// How long to wait for each answer.
+const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -31,31 +34,21 @@ pub struct ClientArgs {
 /// on an error reply.
 pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     let payload: Value = serde_json::from_str(&args.payload).context("PAYLOAD is not JSON")?;
+    let auth = match (&args.token, &args.client_id) {
+        (Some(t), _) => json!({"token": t}),
+        (None, Some(c)) => json!({"client_id": c}),
+        (None, None) => bail!("give --token or --client-id"),
+    };
     actix_web::rt::System::new().block_on(async move {
-        let (_, mut conn) = awc::Client::new()
-            .ws(args.url.as_str())
-            .connect()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", args.url))?;
-        let auth = match (&args.token, &args.client_id) {
-            (Some(t), _) => json!({"token": t}),
-            (None, Some(c)) => json!({"client_id": c}),
-            (None, None) => bail!("give --token or --client-id"),
-        };
-        conn.send(Message::Text(
-            json!(["authenticate", auth]).to_string().into(),
-        ))
-        .await?;
-        let reply = next_json(&mut conn).await?;
+        let mut client = WsClient::connect(&args.url).await.map_err(|e| anyhow!(e))?;
+        let reply = client.authenticate(auth, WAIT).await?;
         if reply.get(0) != Some(&json!("authenticated")) {
             bail!("authentication failed: {reply}");
         }
-        conn.send(Message::Text(
-            json!([args.action, 1, payload]).to_string().into(),
-        ))
-        .await?;
-        let reply = next_json(&mut conn).await?;
-        let _ = conn.send(Message::Close(None)).await;
+        let reply = client
+            .request(&args.action, json!(1), payload, WAIT)
+            .await?;
+        client.close().await;
         match reply.get(0).and_then(Value::as_str) {
             Some("success") => {
                 println!("{}", serde_json::to_string_pretty(&reply[2])?);
@@ -64,22 +57,4 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             _ => bail!("the gateway answered {reply}"),
         }
     })
-}
-
-async fn next_json(
-    conn: &mut actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
-) -> anyhow::Result<Value> {
-    loop {
-        let frame = actix_web::rt::time::timeout(Duration::from_secs(30), conn.next())
-            .await
-            .context("no reply within 30 s")?;
-        match frame {
-            Some(Ok(Frame::Text(t))) => return Ok(serde_json::from_slice(&t)?),
-            Some(Ok(Frame::Ping(p))) => conn.send(Message::Pong(p)).await?,
-            Some(Ok(Frame::Close(r))) => bail!("the gateway closed the connection: {r:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => bail!("websocket error: {e}"),
-            None => bail!("the gateway closed the connection"),
-        }
-    }
 }

@@ -3,13 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-use awc::ws::{self, Frame};
 use bbb_gateway::config::Settings;
 use bbb_gateway::session::SessionConfig;
 use bbb_gateway::startup::Application;
 use bbb_gateway::state::AppState;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 pub const WORLD_SECRET: &str = "test-world-jwt-secret-0123456789";
@@ -81,13 +78,11 @@ impl TestApp {
     }
 
     pub async fn ws(&self, world: &str) -> WsClient {
-        let (_resp, conn) = awc::Client::new()
-            .ws(self.url(&format!("/ws/world/{world}/")))
-            .max_frame_size(1024 * 1024)
-            .connect()
+        let url = format!("ws://127.0.0.1:{}/ws/world/{world}/", self.port);
+        let inner = bbb_gateway::client::WsClient::connect(&url)
             .await
             .expect("websocket connects");
-        WsClient { conn }
+        WsClient { inner }
     }
 
     /// Connects and authenticates with a token for `uid`; returns the client and the
@@ -142,62 +137,36 @@ pub fn sample_world(id: &str) -> Value {
     })
 }
 
-/// A minimal WebSocket client speaking JSON frames.
+pub use bbb_gateway::client::Closed;
+
+/// The library's protocol client, with test-friendly methods that panic on transport errors.
 pub struct WsClient {
-    conn: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
+    inner: bbb_gateway::client::WsClient,
 }
 
-/// What the server did instead of sending a text frame.
-#[derive(Debug, PartialEq)]
-pub enum Closed {
-    Code(Option<u16>),
-    Eof,
-    Timeout,
-}
+/// How long a test waits for a frame.
+const WAIT: Duration = Duration::from_secs(10);
 
 impl WsClient {
     pub async fn send(&mut self, v: Value) {
-        self.send_text(&v.to_string()).await;
+        self.inner.send(&v).await.expect("send");
     }
 
     pub async fn send_text(&mut self, s: &str) {
-        self.conn
-            .send(ws::Message::Text(s.to_owned().into()))
-            .await
-            .expect("send");
+        self.inner.send_text(s).await.expect("send");
     }
 
     pub async fn send_binary(&mut self, b: &[u8]) {
-        self.conn
-            .send(ws::Message::Binary(Bytes::copy_from_slice(b)))
-            .await
-            .expect("send");
+        self.inner.send_binary(b).await.expect("send");
     }
 
-    /// The next text frame as JSON, skipping pings; `Err` tells how the stream ended.
+    /// The next text frame as JSON; `Err` tells how the stream ended.
     pub async fn recv(&mut self) -> Result<Value, Closed> {
-        self.recv_within(Duration::from_secs(10)).await
+        self.inner.recv_within(WAIT).await
     }
 
     pub async fn recv_within(&mut self, within: Duration) -> Result<Value, Closed> {
-        loop {
-            let next = actix_web::rt::time::timeout(within, self.conn.next()).await;
-            match next {
-                Err(_) => return Err(Closed::Timeout),
-                Ok(None) => return Err(Closed::Eof),
-                Ok(Some(Err(_))) => return Err(Closed::Eof),
-                Ok(Some(Ok(Frame::Text(t)))) => {
-                    return Ok(serde_json::from_slice(&t).expect("server sends JSON"))
-                }
-                Ok(Some(Ok(Frame::Close(reason)))) => {
-                    return Err(Closed::Code(reason.map(|r| u16::from(r.code))))
-                }
-                Ok(Some(Ok(Frame::Ping(p)))) => {
-                    let _ = self.conn.send(ws::Message::Pong(p)).await;
-                }
-                Ok(Some(Ok(_))) => {}
-            }
-        }
+        self.inner.recv_within(within).await
     }
 
     /// Asks for a room's join URL; panics with the reply unless it is a success.
@@ -211,8 +180,9 @@ impl WsClient {
 
     /// Sends a request with an id and returns the reply.
     pub async fn request(&mut self, action: &str, id: impl Into<Value>, payload: Value) -> Value {
-        let id: Value = id.into();
-        self.send(serde_json::json!([action, id, payload])).await;
-        self.recv().await.expect("a reply")
+        self.inner
+            .request(action, id.into(), payload, WAIT)
+            .await
+            .expect("a reply")
     }
 }

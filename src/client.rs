@@ -1,0 +1,114 @@
+//! A small client of the gateway's WebSocket protocol, for `bbb-gateway client`, the tests and
+//! anyone scripting against a gateway. It answers the gateway's heartbeat pings while waiting.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use awc::ws::{self, Frame};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+type Framed = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// Why no JSON frame could be read (or sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Closed {
+    /// The gateway closed the connection with this close code.
+    #[error("the gateway closed the connection (code {0:?})")]
+    Code(Option<u16>),
+    #[error("the connection ended")]
+    Eof,
+    #[error("no reply in time")]
+    Timeout,
+    #[error("cannot send: {0}")]
+    Send(String),
+    #[error("the gateway sent a frame that is not JSON")]
+    NotJson,
+}
+
+/// One WebSocket connection speaking JSON frames.
+pub struct WsClient {
+    conn: Framed,
+}
+
+impl WsClient {
+    /// Connects to a `ws://…/ws/world/{world}/` URL.
+    pub async fn connect(url: &str) -> Result<WsClient, String> {
+        let (_resp, conn) = awc::Client::new()
+            .ws(url)
+            .max_frame_size(1 << 20)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        Ok(WsClient { conn })
+    }
+
+    async fn send_message(&mut self, m: ws::Message) -> Result<(), Closed> {
+        self.conn
+            .send(m)
+            .await
+            .map_err(|e| Closed::Send(e.to_string()))
+    }
+
+    pub async fn send(&mut self, v: &Value) -> Result<(), Closed> {
+        self.send_text(&v.to_string()).await
+    }
+
+    pub async fn send_text(&mut self, s: &str) -> Result<(), Closed> {
+        self.send_message(ws::Message::Text(s.to_owned().into()))
+            .await
+    }
+
+    pub async fn send_binary(&mut self, b: &[u8]) -> Result<(), Closed> {
+        self.send_message(ws::Message::Binary(Bytes::copy_from_slice(b)))
+            .await
+    }
+
+    /// The next text frame as JSON within `within`, answering pings on the way.
+    pub async fn recv_within(&mut self, within: Duration) -> Result<Value, Closed> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.conn.next()).await {
+                Err(_) => return Err(Closed::Timeout),
+                Ok(None) | Ok(Some(Err(_))) => return Err(Closed::Eof),
+                Ok(Some(Ok(Frame::Text(t)))) => {
+                    return serde_json::from_slice(&t).map_err(|_| Closed::NotJson)
+                }
+                Ok(Some(Ok(Frame::Close(reason)))) => {
+                    return Err(Closed::Code(reason.map(|r| u16::from(r.code))))
+                }
+                Ok(Some(Ok(Frame::Ping(p)))) => {
+                    let _ = self.conn.send(ws::Message::Pong(p)).await;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Sends `[action, id, payload]` and returns the next frame (the reply).
+    pub async fn request(
+        &mut self,
+        action: &str,
+        id: Value,
+        payload: Value,
+        within: Duration,
+    ) -> Result<Value, Closed> {
+        self.send(&json!([action, id, payload])).await?;
+        self.recv_within(within).await
+    }
+
+    /// Sends `["authenticate", payload]` and returns the answer (`authenticated` or an error).
+    pub async fn authenticate(
+        &mut self,
+        payload: Value,
+        within: Duration,
+    ) -> Result<Value, Closed> {
+        self.send(&json!(["authenticate", payload])).await?;
+        self.recv_within(within).await
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) {
+        let _ = self.conn.send(ws::Message::Close(None)).await;
+    }
+}

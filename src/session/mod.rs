@@ -36,6 +36,9 @@ pub struct SessionConfig {
     /// Invalid frames tolerated within `invalid_window` before closing with 1008.
     pub max_invalid_frames: usize,
     pub invalid_window: Duration,
+    /// `bbb.*` requests one session may have in flight; more are refused at once so one
+    /// client cannot queue unbounded work on the coordinator that all sessions share.
+    pub max_in_flight: usize,
 }
 
 impl Default for SessionConfig {
@@ -45,6 +48,7 @@ impl Default for SessionConfig {
             client_timeout: Duration::from_secs(30),
             max_invalid_frames: 20,
             invalid_window: Duration::from_secs(60),
+            max_in_flight: 8,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct WsSession {
     world: Option<Arc<WorldSnapshot>>,
     user: Option<Arc<UserContext>>,
     authenticating: bool,
+    /// `bbb.*` requests sent to the coordinator and not answered yet.
+    in_flight: usize,
     last_heard: Instant,
     limiter: InvalidFrameLimiter,
 }
@@ -71,6 +77,7 @@ impl WsSession {
             world,
             user: None,
             authenticating: false,
+            in_flight: 0,
             last_heard: Instant::now(),
             limiter,
         }
@@ -203,6 +210,17 @@ impl WsSession {
                 &ErrorCode::Unauthenticated.into(),
             ));
         };
+        if self.in_flight >= self.app.session.max_in_flight {
+            self.app.metrics.request(&req.action, "too_many_in_flight");
+            return ctx.text(error_frame(
+                req.id.as_ref(),
+                &ErrorReply::with_message(
+                    ErrorCode::BbbFailed,
+                    "too many video requests at once from this connection, retry when the others are answered",
+                ),
+            ));
+        }
+        self.in_flight += 1;
         let target = req.str_field(field).map(str::to_owned);
         let command = BbbCommand {
             world,
@@ -227,6 +245,7 @@ impl WsSession {
                     Ok(payload) => (success_frame(id.as_ref(), payload), "success"),
                     Err(e) => (error_frame(id.as_ref(), &e), e.code.as_str()),
                 };
+                act.in_flight = act.in_flight.saturating_sub(1);
                 act.app.metrics.request(&action, code);
                 ctx.text(frame);
             })

@@ -362,3 +362,33 @@ async fn recordings_merge_servers_and_survive_one_down() {
     assert_eq!(reply[0], "success", "{reply}");
     assert_eq!(reply[2]["results"].as_array().unwrap().len(), 1);
 }
+
+#[actix_web::test]
+async fn one_connection_cannot_queue_unbounded_requests() {
+    let app = app_with_world().await;
+    let (sim, _) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    control(
+        sim.port(),
+        "/sim/fault",
+        json!({"mode": "none", "latency_ms": 300}),
+    )
+    .await;
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    for id in 0..12 {
+        bob.send(json!(["bbb.room_url", id, {"room": "room_1"}]))
+            .await;
+    }
+    let mut answered = std::collections::BTreeMap::new();
+    for _ in 0..12 {
+        let reply = bob.recv().await.unwrap();
+        let previous = answered.insert(reply[1].as_i64().unwrap(), reply.clone());
+        assert!(previous.is_none(), "answered twice: {reply}");
+    }
+    let ok = answered.values().filter(|r| r[0] == "success").count();
+    let refused: Vec<_> = answered.values().filter(|r| r[0] == "error").collect();
+    assert_eq!(ok, 8, "{answered:?}");
+    assert_eq!(refused.len(), 4);
+    assert!(refused.iter().all(|r| r[2]["code"] == "bbb.failed"));
+    // once answered, the connection may ask again
+    assert!(bob.room_url("room_1").await.contains("checksum="));
+}

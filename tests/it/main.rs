@@ -4,6 +4,7 @@
 mod admin;
 mod bbb_join;
 mod bbb_sim;
+mod bench_smoke;
 mod cli;
 mod demo;
 mod fleet;

@@ -1,0 +1,143 @@
+//! The load benchmark behind `bbb-bench` (issue 6): opens many authenticated WebSocket
+//! sessions against a gateway with bbb-sim servers on loopback and runs the scenarios
+//! `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `idle` and `soak`, each reported
+//! as a ratio to the baseline of the same run, because absolute figures depend on the machine.
+//! A library module so the integration tests run the same code at tiny scale.
+
+pub mod conn;
+pub mod pool;
+pub mod scenarios;
+pub mod simctl;
+pub mod stats;
+pub mod sys;
+pub mod target;
+pub mod world;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use stats::Report;
+pub use target::{GatewayMode, SetupOptions};
+
+/// A scenario name as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Ping,
+    WarmJoin,
+    ColdStorm,
+    Spread,
+    Idle,
+    Soak,
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "ping" => Scenario::Ping,
+            "warm-join" => Scenario::WarmJoin,
+            "cold-storm" => Scenario::ColdStorm,
+            "spread" => Scenario::Spread,
+            "idle" => Scenario::Idle,
+            "soak" => Scenario::Soak,
+            other => {
+                return Err(format!(
+                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, idle, soak)"
+                ))
+            }
+        })
+    }
+}
+
+/// Everything a run needs; `bbb-bench --help` documents each field.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub setup: SetupOptions,
+    /// Sessions of `ping`, `warm-join` and `cold-storm`.
+    pub sessions: usize,
+    /// Requests per session in `ping` and `warm-join`.
+    pub requests: usize,
+    pub idle_sessions: usize,
+    pub soak: Duration,
+    pub soak_batch: usize,
+    pub client_threads: usize,
+    /// Handshakes in flight per client thread while connecting.
+    pub connect_concurrency: usize,
+    pub storm_latency_ms: u64,
+    /// Scenarios to run after `ping` (which always runs first: it is the baseline).
+    pub scenarios: Vec<Scenario>,
+}
+
+/// Runs the scenarios and returns their reports, `ping` first. Must run inside an actix
+/// system; the load generator's threads have systems of their own.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<Vec<Report>> {
+    let target = target::start(&opts.setup).await?;
+    let result = run_on(&target, opts).await;
+    target.shutdown().await;
+    result
+}
+
+async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    let mut pool =
+        pool::ClientPool::new(opts.client_threads).context("cannot start client threads")?;
+    let specs = scenarios::sessions(target, &target.main, "u", opts.sessions)?;
+    let connected = pool.connect(specs, opts.connect_concurrency).await;
+    if connected.error_count() > 0 {
+        anyhow::bail!(
+            "{} of {} sessions could not connect/authenticate: {:?}",
+            connected.error_count(),
+            opts.sessions,
+            connected.errors
+        );
+    }
+    let mut baseline = scenarios::ping(&pool, opts.requests).await;
+    let connect = stats::Latency::of(&connected.latencies_us);
+    baseline.set("connect_auth_p50_ms", connect.p50_ms);
+    baseline.set("connect_auth_p99_ms", connect.p99_ms);
+    reports.push(baseline.clone());
+    for s in &opts.scenarios {
+        let report = match s {
+            Scenario::Ping => continue,
+            Scenario::WarmJoin => {
+                scenarios::warm_join(&pool, opts.setup.rooms, opts.requests, &baseline).await?
+            }
+            Scenario::ColdStorm => {
+                scenarios::cold_storm(&pool, &target.main, opts.storm_latency_ms, &baseline).await?
+            }
+            Scenario::Spread => match &target.spread {
+                Some(w) => {
+                    scenarios::spread(
+                        target,
+                        w,
+                        opts.setup.spread_rooms,
+                        opts.client_threads,
+                        &baseline,
+                    )
+                    .await?
+                }
+                None => {
+                    log::warn!("spread needs the bench's own servers; skipped");
+                    continue;
+                }
+            },
+            Scenario::Idle => {
+                // The idle sessions replace the load sessions, so the memory delta is theirs.
+                pool.close_all().await;
+                let r = scenarios::idle(target, opts.idle_sessions, opts, &baseline).await?;
+                let specs = scenarios::sessions(target, &target.main, "u", opts.sessions)?;
+                pool.connect(specs, opts.connect_concurrency).await;
+                r
+            }
+            Scenario::Soak => {
+                scenarios::soak(target, opts.soak, opts.soak_batch, opts, &baseline).await?
+            }
+        };
+        reports.push(report);
+    }
+    pool.close_all().await;
+    Ok(reports)
+}

@@ -1,0 +1,370 @@
+//! Where the load goes: a gateway started in this process, a gateway started as a child
+//! process (so its memory is measured alone), or an external gateway given by URL. The first
+//! two also start the bbb-sim servers on loopback, import the benchmark worlds and register
+//! the servers, each world with servers of its own.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::bbb::{ChecksumAlgorithm, Secret};
+use crate::config::Settings;
+use crate::coordinator::{PollNow, ReloadServers};
+use crate::db::servers::{self, NewServer};
+use crate::session::SessionConfig;
+use crate::sim::{self, SimConfig, SimHandle};
+use crate::startup::Application;
+use crate::world::JwtSecret;
+
+use super::world;
+
+/// How the gateway under test runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// In this process (`Application::build_with`); its memory includes the load generator's.
+    InProcess,
+    /// `bbb-gateway serve` from this path as a child process, measured alone.
+    Child(PathBuf),
+    /// Already running elsewhere: `ws://host:port`, optionally with its pid for memory.
+    External { ws_base: String, pid: Option<u32> },
+}
+
+/// Sizes of the worlds and fleets to set up.
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    pub mode: GatewayMode,
+    /// bbb-sim servers of the main world.
+    pub sims: usize,
+    /// Warm rooms of the main world.
+    pub rooms: usize,
+    /// Servers and rooms of the spread world.
+    pub spread_sims: usize,
+    pub spread_rooms: usize,
+    /// For an external gateway: its world and JWT secret.
+    pub world: String,
+    pub secret: String,
+}
+
+/// Whose memory and descriptors the `idle` and `soak` scenarios measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measured {
+    /// This process: gateway and load generator together.
+    ThisProcess,
+    /// The gateway alone.
+    Gateway(u32),
+    /// Nothing (external gateway without a pid).
+    Unavailable,
+}
+
+impl Measured {
+    /// The process to read, when there is one.
+    pub fn pid(self) -> Option<super::sys::Pid> {
+        match self {
+            Measured::ThisProcess => Some(None),
+            Measured::Gateway(p) => Some(Some(p)),
+            Measured::Unavailable => None,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Measured::ThisProcess => "whole process (gateway + load generator)",
+            Measured::Gateway(_) => "gateway process alone",
+            Measured::Unavailable => "not measured",
+        }
+    }
+}
+
+/// A world the scenarios may use.
+#[derive(Debug, Clone)]
+pub struct WorldTarget {
+    pub id: String,
+    pub secret: JwtSecret,
+    /// Ports of the bbb-sim servers serving it (empty for an external gateway).
+    pub sim_ports: Vec<u16>,
+}
+
+/// A gateway ready for load, and what keeps it running.
+pub struct Target {
+    /// `ws://127.0.0.1:PORT`.
+    pub ws_base: String,
+    pub main: WorldTarget,
+    /// `None` for an external gateway (its fleet is not ours to count).
+    pub spread: Option<WorldTarget>,
+    pub measured: Measured,
+    /// This process's own footprint is excluded from the gateway's when the gateway is a child.
+    _keep: Keep,
+}
+
+#[derive(Default)]
+struct Keep {
+    _dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    server: Option<actix_web::dev::ServerHandle>,
+    sims: Vec<SimHandle>,
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(h) = self.server.take() {
+            actix_web::rt::spawn(async move { h.stop(false).await });
+        }
+    }
+}
+
+impl Target {
+    /// The WebSocket URL of `world`.
+    pub fn ws_url(&self, world: &str) -> String {
+        format!("{}/ws/world/{world}/", self.ws_base)
+    }
+
+    /// Stops the simulators (a gateway child is killed on drop).
+    pub async fn shutdown(mut self) {
+        for s in self._keep.sims.drain(..) {
+            s.stop().await;
+        }
+    }
+}
+
+fn sim_secret(i: usize) -> String {
+    format!("bench-sim-{i}-secret-0123456789abcdef")
+}
+
+async fn start_sims(first: usize, n: usize) -> anyhow::Result<Vec<SimHandle>> {
+    let mut v = Vec::new();
+    for i in first..first + n {
+        let cfg = SimConfig {
+            secret: sim_secret(i),
+            checksum: None,
+            latency_ms: 0,
+            time_scale: 1.0,
+        };
+        let addr = "127.0.0.1:0".parse().context("loopback address")?;
+        v.push(
+            sim::start(addr, cfg)
+                .await
+                .context("cannot start bbb-sim")?,
+        );
+    }
+    Ok(v)
+}
+
+/// Starts the gateway (unless external), the simulators and the worlds.
+pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
+    if let GatewayMode::External { ws_base, pid } = &opts.mode {
+        return Ok(Target {
+            ws_base: ws_base.trim_end_matches('/').to_string(),
+            main: WorldTarget {
+                id: opts.world.clone(),
+                secret: world::jwt_secret(&opts.secret),
+                sim_ports: Vec::new(),
+            },
+            spread: None,
+            measured: pid.map_or(Measured::Unavailable, Measured::Gateway),
+            _keep: Keep::default(),
+        });
+    }
+    let dir = tempfile::tempdir().context("cannot create a temp directory")?;
+    let main_sims = start_sims(0, opts.sims.max(1)).await?;
+    let spread_sims = start_sims(100, opts.spread_sims).await?;
+    let registrations: Vec<(String, usize, &str)> = main_sims
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.base_url(), i, world::WORLD))
+        .chain(
+            spread_sims
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD)),
+        )
+        .collect();
+    let worlds = [
+        world::bench_world(opts.rooms.max(1)),
+        world::spread_world(opts.spread_rooms.max(1)),
+    ];
+    let mut keep = Keep::default();
+    let (ws_base, measured) = match &opts.mode {
+        GatewayMode::InProcess => {
+            let app = in_process(&dir, &worlds, &registrations).await?;
+            keep.server = Some(app.1);
+            (app.0, Measured::ThisProcess)
+        }
+        GatewayMode::Child(bin) => {
+            let (base, child) = child(bin, &dir, &worlds, &registrations).await?;
+            let pid = child.id();
+            keep.child = Some(child);
+            (base, Measured::Gateway(pid))
+        }
+        GatewayMode::External { .. } => unreachable!("handled above"),
+    };
+    let ports = |s: &[SimHandle]| s.iter().map(SimHandle::port).collect::<Vec<_>>();
+    let main = WorldTarget {
+        id: world::WORLD.into(),
+        secret: world::jwt_secret(world::SECRET),
+        sim_ports: ports(&main_sims),
+    };
+    let spread = (!spread_sims.is_empty()).then(|| WorldTarget {
+        id: world::SPREAD_WORLD.into(),
+        secret: world::jwt_secret(world::SECRET),
+        sim_ports: ports(&spread_sims),
+    });
+    keep.sims = main_sims.into_iter().chain(spread_sims).collect();
+    keep._dir = Some(dir);
+    Ok(Target {
+        ws_base,
+        main,
+        spread,
+        measured,
+        _keep: keep,
+    })
+}
+
+/// Production defaults, except a temp SQLite database and a free loopback port.
+fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
+    let mut s = Settings::load_with_env(None, Vec::new()).context("default settings")?;
+    s.http.listen = "127.0.0.1:0".parse().context("loopback address")?;
+    s.database.url = format!("sqlite://{}/gw.sqlite3", dir.path().display());
+    Ok(s)
+}
+
+async fn in_process(
+    dir: &tempfile::TempDir,
+    worlds: &[serde_json::Value],
+    servers: &[(String, usize, &str)],
+) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
+    let app = Application::build_with(settings(dir)?, SessionConfig::default()).await?;
+    let port = app.port();
+    let state = app.state();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    for w in worlds {
+        let file = crate::world::parse_world_file(&w.to_string())
+            .map_err(|e| anyhow::anyhow!("bench world: {e:?}"))?;
+        state
+            .db
+            .run(move |c| crate::world::import_world(c, &file))
+            .await
+            .context("cannot import the bench world")?;
+    }
+    state.worlds.refresh().await.context("world refresh")?;
+    for (url, i, world_id) in servers {
+        let new = NewServer {
+            url: url.clone(),
+            secret: Secret::new(sim_secret(*i)),
+            checksum: ChecksumAlgorithm::Sha256,
+            weight: 1.0,
+            tag: Some(format!("sim{i}")),
+            world_id: Some((*world_id).to_string()),
+        };
+        state
+            .db
+            .run(move |c| servers::add(c, &new))
+            .await
+            .context("cannot register a bbb-sim")?;
+    }
+    state
+        .coordinator
+        .send(ReloadServers)
+        .await
+        .context("coordinator")?
+        .context("reload servers")?;
+    state.coordinator.send(PollNow).await.context("poll")?;
+    Ok((format!("ws://127.0.0.1:{port}"), handle))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn child(
+    bin: &PathBuf,
+    dir: &tempfile::TempDir,
+    worlds: &[serde_json::Value],
+    servers: &[(String, usize, &str)],
+) -> anyhow::Result<(String, Child)> {
+    if !bin.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release --bin bbb-gateway`",
+            bin.display()
+        );
+    }
+    let port = free_port()?;
+    let env = [
+        (
+            "BBB_GATEWAY__DATABASE__URL",
+            format!("sqlite://{}/gw.sqlite3", dir.path().display()),
+        ),
+        ("BBB_GATEWAY__HTTP__LISTEN", format!("127.0.0.1:{port}")),
+    ];
+    let cli = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new(bin)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`bbb-gateway {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    for (i, w) in worlds.iter().enumerate() {
+        let path = dir.path().join(format!("world{i}.json"));
+        std::fs::write(&path, w.to_string()).context("cannot write the bench world")?;
+        cli(&["world", "import", &path.display().to_string()])?;
+    }
+    for (url, i, world_id) in servers {
+        cli(&[
+            "server",
+            "add",
+            "--url",
+            url,
+            "--secret",
+            &sim_secret(*i),
+            "--checksum",
+            "sha256",
+            "--world",
+            world_id,
+        ])?;
+    }
+    let log = std::fs::File::create(dir.path().join("gateway.log")).context("gateway log")?;
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("gateway log")?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {} serve", bin.display()))?;
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let client = awc::Client::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(&health).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("the gateway exited during start-up ({status}); see its log");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the gateway did not become healthy within 30 s");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the first poll see the servers before any placement.
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    Ok((format!("ws://127.0.0.1:{port}"), child))
+}

@@ -1,0 +1,102 @@
+//! The benchmark's worlds and tokens: a conference with many BBB rooms, trait grants on the
+//! world and on every room and some explicit grants, so permission checks do realistic work.
+
+use serde_json::{json, Value};
+
+use crate::world::JwtSecret;
+
+/// The benchmark world's id.
+pub const WORLD: &str = "bench";
+/// The world of the `spread` scenario, served by its own equal servers.
+pub const SPREAD_WORLD: &str = "bench-spread";
+/// JWT secret of both benchmark worlds (loopback only; never a real secret).
+pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
+/// The room every session of `cold-storm` asks for at once.
+pub const STORM_ROOM: &str = "storm";
+
+/// Id of warm room `i`.
+pub fn warm_room(i: usize) -> String {
+    format!("room_{i}")
+}
+
+/// Id of spread room `i`.
+pub fn spread_room(i: usize) -> String {
+    format!("spread_{i}")
+}
+
+fn room(id: &str, name: &str) -> Value {
+    json!({
+        "id": id, "name": name,
+        "trait_grants": {"viewer": [], "participant": [["attendee", "speaker"]]},
+        "modules": [
+            {"type": "call.bigbluebutton", "config": {"record": false, "auto_microphone": true}},
+            {"type": "chat.native", "config": {}}
+        ]
+    })
+}
+
+fn world(id: &str, rooms: Vec<Value>, grants: Vec<Value>) -> Value {
+    json!({
+        "id": id, "title": "Benchmark Conference", "timezone": "Europe/Berlin",
+        "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": SECRET}],
+        "trait_grants": {"viewer": [], "participant": ["attendee"], "moderator": ["orga"]},
+        "bbb_defaults": {"record": false},
+        "rooms": rooms,
+        "grants": grants
+    })
+}
+
+/// The main world: `rooms` warm rooms, the storm room, and 50 users with explicit moderator
+/// grants spread over the rooms.
+pub fn bench_world(rooms: usize) -> Value {
+    let mut list: Vec<Value> = (0..rooms)
+        .map(|i| room(&warm_room(i), &format!("Session room {i}")))
+        .collect();
+    list.push(room(STORM_ROOM, "Keynote"));
+    let grants = (0..50)
+        .map(|i| json!({"uid": format!("orga{i}"), "role": "moderator", "room": warm_room(i % rooms.max(1))}))
+        .collect();
+    world(WORLD, list, grants)
+}
+
+/// The spread world: `rooms` rooms, none running yet.
+pub fn spread_world(rooms: usize) -> Value {
+    let list = (0..rooms)
+        .map(|i| room(&spread_room(i), &format!("Workshop {i}")))
+        .collect();
+    world(SPREAD_WORLD, list, Vec::new())
+}
+
+/// The secret tokens are signed with.
+pub fn jwt_secret(secret: &str) -> JwtSecret {
+    JwtSecret {
+        issuer: "any".into(),
+        audience: "venueless".into(),
+        secret: secret.into(),
+    }
+}
+
+/// A token for benchmark user `i`: an attendee with a display name (so joins need nothing
+/// more), valid for a day.
+pub fn token(secret: &JwtSecret, prefix: &str, i: usize) -> Result<String, crate::auth::AuthError> {
+    crate::auth::mint_token(
+        secret,
+        &format!("{prefix}{i}"),
+        &["attendee".to_string()],
+        Some(&format!("Bench User {i}")),
+        86_400,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worlds_are_valid_world_files() {
+        for w in [bench_world(10), spread_world(5)] {
+            crate::world::parse_world_file(&w.to_string()).expect("a valid world file");
+        }
+        assert!(token(&jwt_secret(SECRET), "u", 1).is_ok());
+    }
+}

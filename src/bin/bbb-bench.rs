@@ -1,0 +1,171 @@
+//! `bbb-bench`: load benchmark of the gateway (issue 6). By default it starts everything in
+//! this process on loopback — a gateway on a temp SQLite database, bbb-sim servers, the bench
+//! worlds and tokens — then runs the scenarios and prints a table plus one JSON line each.
+//! See docs/PERFORMANCE.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bbb_gateway::bench::{self, BenchOptions, GatewayMode, Scenario, SetupOptions};
+use clap::Parser;
+
+/// Load benchmark for bbb-gateway: ping baseline, warm joins, cold-start storms, spread over
+/// servers, idle sessions and a connect/disconnect soak. Every figure is also given as a ratio
+/// to the `ping` baseline measured in the same run.
+#[derive(Parser, Debug)]
+#[command(name = "bbb-bench", version)]
+struct Cli {
+    /// Scenarios to run after the `ping` baseline (which always runs first), comma separated:
+    /// ping, warm-join, cold-storm, spread, idle, soak.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "warm-join,cold-storm,spread,idle"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Where the gateway runs: `in-process` (default; memory figures then include the load
+    /// generator) or `child` (runs `bbb-gateway serve` next to this binary, measured alone).
+    #[arg(long, default_value = "in-process")]
+    gateway: String,
+    /// Path of the bbb-gateway binary for `--gateway child` (default: next to bbb-bench).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Use an already running gateway instead: `ws://HOST:PORT`. Needs --world and
+    /// --jwt-secret; cold-storm and spread then cannot count creates and are limited.
+    #[arg(long)]
+    target: Option<String>,
+    /// World of the external gateway (with --target).
+    #[arg(long, default_value = "bench")]
+    world: String,
+    /// JWT secret (issuer `any`, audience `venueless`) of that world (with --target).
+    #[arg(long, env = "BBB_BENCH_JWT_SECRET", default_value = bench::world::SECRET)]
+    jwt_secret: String,
+    /// Pid of the external gateway, to read its memory and descriptors (with --target).
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Sessions of ping, warm-join and cold-storm.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Requests per session in ping and warm-join.
+    #[arg(long, default_value_t = 100)]
+    requests: usize,
+    /// Warm BBB rooms of the bench world.
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+    /// bbb-sim servers of the bench world.
+    #[arg(long, default_value_t = 4)]
+    sims: usize,
+    /// Rooms created in one burst by `spread`.
+    #[arg(long, default_value_t = 200)]
+    spread_rooms: usize,
+    /// Equal bbb-sim servers the spread burst is placed on.
+    #[arg(long, default_value_t = 4)]
+    spread_sims: usize,
+    /// Idle sessions of `idle`.
+    #[arg(long, default_value_t = 10_000)]
+    idle_sessions: usize,
+    /// Duration of `soak` in seconds.
+    #[arg(long, default_value_t = 300)]
+    soak_secs: u64,
+    /// Sessions opened and closed per soak cycle.
+    #[arg(long, default_value_t = 200)]
+    soak_batch: usize,
+    /// BBB create latency during cold-storm, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    storm_latency_ms: u64,
+    /// Load-generator threads (each an actix system holding a share of the sessions).
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// WebSocket handshakes in flight per client thread while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Print only the JSON lines.
+    #[arg(long)]
+    json_only: bool,
+}
+
+fn gateway_mode(cli: &Cli) -> Result<GatewayMode, String> {
+    if let Some(t) = &cli.target {
+        if !(t.starts_with("ws://") || t.starts_with("wss://")) {
+            return Err(format!("--target must be ws://HOST:PORT, not {t:?}"));
+        }
+        return Ok(GatewayMode::External {
+            ws_base: t.clone(),
+            pid: cli.gateway_pid,
+        });
+    }
+    match cli.gateway.as_str() {
+        "in-process" => Ok(GatewayMode::InProcess),
+        "child" => {
+            let bin = match &cli.gateway_bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()
+                    .map_err(|e| format!("cannot locate bbb-bench: {e}"))?
+                    .with_file_name("bbb-gateway"),
+            };
+            Ok(GatewayMode::Child(bin))
+        }
+        other => Err(format!(
+            "--gateway must be in-process or child, not {other:?}"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let mode = match gateway_mode(&cli) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("bbb-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Both ends of every session may live in this process: two descriptors per session.
+    let want = (cli.idle_sessions.max(cli.sessions) as u64) * 2 + 4096;
+    match bench::sys::raise_nofile(want) {
+        Ok(n) if n < want => eprintln!(
+            "bbb-bench: warning: only {n} open files allowed, {want} wanted; large runs may fail"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("bbb-bench: warning: cannot raise the open-files limit: {e}"),
+    }
+    let opts = BenchOptions {
+        setup: SetupOptions {
+            mode,
+            sims: cli.sims,
+            rooms: cli.rooms,
+            spread_sims: cli.spread_sims,
+            spread_rooms: cli.spread_rooms,
+            world: cli.world.clone(),
+            secret: cli.jwt_secret.clone(),
+        },
+        sessions: cli.sessions,
+        requests: cli.requests,
+        idle_sessions: cli.idle_sessions,
+        soak: Duration::from_secs(cli.soak_secs),
+        soak_batch: cli.soak_batch,
+        client_threads: cli.client_threads,
+        connect_concurrency: cli.connect_concurrency,
+        storm_latency_ms: cli.storm_latency_ms,
+        scenarios: cli.scenarios.clone(),
+    };
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(bench::run(&opts));
+    match result {
+        Ok(reports) => {
+            if !cli.json_only {
+                println!("{}", bench::stats::table(&reports));
+            }
+            for r in &reports {
+                println!("{}", r.json_line());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bbb-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The benchmark harness itself works: every scenario at tiny scale through the library API,
+//! asserting counts (sessions, answered requests, exactly one create in the cold storm, a
+//! burst spread over every server) — never timings, which depend on the machine.
+
+use std::time::Duration;
+
+use bbb_gateway::bench::{self, BenchOptions, GatewayMode, Scenario, SetupOptions};
+
+fn tiny() -> BenchOptions {
+    BenchOptions {
+        setup: SetupOptions {
+            mode: GatewayMode::InProcess,
+            sims: 2,
+            rooms: 5,
+            spread_sims: 2,
+            spread_rooms: 8,
+            world: bench::world::WORLD.into(),
+            secret: bench::world::SECRET.into(),
+        },
+        sessions: 12,
+        requests: 3,
+        idle_sessions: 20,
+        soak: Duration::from_millis(300),
+        soak_batch: 5,
+        client_threads: 2,
+        connect_concurrency: 8,
+        storm_latency_ms: 100,
+        scenarios: vec![
+            Scenario::WarmJoin,
+            Scenario::ColdStorm,
+            Scenario::Spread,
+            Scenario::Idle,
+            Scenario::Soak,
+        ],
+    }
+}
+
+#[actix_web::test]
+async fn every_scenario_runs_at_tiny_scale() {
+    let reports = bench::run(&tiny()).await.expect("the bench runs");
+    let names: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ping", "warm-join", "cold-storm", "spread", "idle", "soak"]
+    );
+    let by = |n: &str| reports.iter().find(|r| r.scenario == n).expect(n);
+
+    let ping = by("ping");
+    assert_eq!((ping.sessions, ping.ok, ping.requests), (12, 36, 36));
+    assert!(ping.errors.is_empty(), "{:?}", ping.errors);
+
+    let warm = by("warm-join");
+    assert_eq!(warm.ok, 36, "{:?}", warm.errors);
+    assert!(warm.ratio_throughput.is_some() && warm.ratio_p99.is_some());
+
+    let storm = by("cold-storm");
+    assert_eq!(storm.ok, 12, "{:?}", storm.errors);
+    assert_eq!(
+        storm.extra["creates"], 1,
+        "single flight: one create for 12 joins"
+    );
+
+    let spread = by("spread");
+    assert_eq!(spread.ok, 8, "{:?}", spread.errors);
+    let per: Vec<u64> = spread.extra["meetings_per_server"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    assert_eq!(per.len(), 2);
+    assert_eq!(per.iter().sum::<u64>(), 8);
+    assert!(per.iter().all(|n| *n > 0), "{per:?}");
+
+    let idle = by("idle");
+    assert_eq!((idle.sessions, idle.ok), (20, 20), "{:?}", idle.errors);
+    assert!(idle.extra.contains_key("rss_per_session_kib"));
+
+    let soak = by("soak");
+    assert!(soak.extra["cycles"].as_u64().unwrap_or(0) >= 1);
+    assert!(soak.errors.is_empty(), "{:?}", soak.errors);
+    for r in &reports {
+        assert!(r.json_line().starts_with('{'));
+    }
+}

@@ -5,6 +5,8 @@
 pub mod authenticate;
 pub mod limits;
 pub mod routing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

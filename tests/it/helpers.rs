@@ -152,21 +152,9 @@ impl WsClient {
         self.inner.send(&v).await.expect("send");
     }
 
-    pub async fn send_text(&mut self, s: &str) {
-        self.inner.send_text(s).await.expect("send");
-    }
-
-    pub async fn send_binary(&mut self, b: &[u8]) {
-        self.inner.send_binary(b).await.expect("send");
-    }
-
     /// The next text frame as JSON; `Err` tells how the stream ended.
     pub async fn recv(&mut self) -> Result<Value, Closed> {
         self.inner.recv_within(WAIT).await
-    }
-
-    pub async fn recv_within(&mut self, within: Duration) -> Result<Value, Closed> {
-        self.inner.recv_within(within).await
     }
 
     /// Asks for a room's join URL; panics with the reply unless it is a success.

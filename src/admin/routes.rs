@@ -140,6 +140,8 @@ pub fn status_json(state: &AppState, fleet: &FleetStatus) -> serde_json::Value {
             "joins_from_memory": fleet.joins_from_memory,
             "meetings_moved": fleet.meetings_moved,
             "poll_rounds": fleet.poll_rounds,
+            "follow_rounds": fleet.follow_rounds,
+            "leader": fleet.leader,
         },
         "totals": {
             "servers": s.len(),

@@ -293,6 +293,24 @@ impl BbbApi for AwcBbbClient {
         let fut = self.call(server, "getRecordings", params, None);
         async move { xml::parse_recordings(&fut.await?) }.boxed_local()
     }
+
+    fn bbb_version(
+        &self,
+        server: &ServerEndpoint,
+    ) -> LocalBoxFuture<'static, Result<Option<String>, BbbError>> {
+        // The index is the one call BBB answers without a checksum.
+        let url = format!("{}/api/", server.base_url);
+        let client = self.client.clone();
+        let config = self.config;
+        async move {
+            let body =
+                tokio::time::timeout(config.request_timeout, send(client, config, url, None))
+                    .await
+                    .unwrap_or(Err(BbbError::Timeout))?;
+            xml::parse_version(&body)
+        }
+        .boxed_local()
+    }
 }
 
 #[cfg(test)]

@@ -255,4 +255,13 @@ pub trait BbbApi {
         server: &ServerEndpoint,
         meeting_ids: &[String],
     ) -> LocalBoxFuture<'static, Result<Vec<Recording>, BbbError>>;
+
+    /// `bbbVersion` from the unsigned API index (`GET {base}/api/`), for the status page;
+    /// `Ok(None)` when the server does not say. The default (scripted fakes) knows none.
+    fn bbb_version(
+        &self,
+        _server: &ServerEndpoint,
+    ) -> LocalBoxFuture<'static, Result<Option<String>, BbbError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }

@@ -178,6 +178,12 @@ pub fn parse_response(body: &[u8]) -> Result<Element, BbbError> {
     }
 }
 
+/// The API index (`GET {base}/api/`): its `bbbVersion`, when present and not empty.
+pub fn parse_version(body: &[u8]) -> Result<Option<String>, BbbError> {
+    let r = parse_response(body)?;
+    Ok(r.opt_string("bbbVersion").filter(|v| !v.trim().is_empty()))
+}
+
 fn message_key(root: &Element) -> &str {
     root.text_of("messageKey").unwrap_or_default()
 }

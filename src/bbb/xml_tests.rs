@@ -295,3 +295,13 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn api_index_version() {
+    let body = b"<response><returncode>SUCCESS</returncode><version>2.0</version>\
+        <apiVersion>2.0</apiVersion><bbbVersion>2.7.3</bbbVersion></response>";
+    assert_eq!(parse_version(body).unwrap().as_deref(), Some("2.7.3"));
+    let none = b"<response><returncode>SUCCESS</returncode><version>2.0</version></response>";
+    assert_eq!(parse_version(none).unwrap(), None);
+    assert!(parse_version(b"<html>nope</html>").is_err());
+}

@@ -50,6 +50,8 @@ pub struct ServerStatus {
     pub last_poll_at_ms: Option<i64>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
+    /// `bbbVersion` from the server's API index, once it answered.
+    pub bbb_version: Option<String>,
 }
 
 /// The coordinator's view of the fleet, for `/api/v1/status`.
@@ -67,6 +69,10 @@ pub struct FleetStatus {
     pub meetings_moved: u64,
     pub ends_sent: u64,
     pub poll_rounds: u64,
+    /// Rounds that read the leader's stored results instead of polling.
+    pub follow_rounds: u64,
+    /// This instance polls the fleet; others with `false` follow its stored results.
+    pub leader: bool,
 }
 
 /// Asks for a [`FleetStatus`].
@@ -147,6 +153,7 @@ impl BbbCoordinator {
                     last_poll_at_ms: s.last_poll_at_ms,
                     last_error: s.last_error.clone(),
                     consecutive_failures: s.consecutive_failures,
+                    bbb_version: s.bbb_version.clone(),
                 }
             })
             .collect();
@@ -158,6 +165,7 @@ impl BbbCoordinator {
             meetings_moved,
             ends_sent,
             poll_rounds,
+            follow_rounds,
         } = self.stats.clone();
         FleetStatus {
             servers,
@@ -170,6 +178,8 @@ impl BbbCoordinator {
             meetings_moved,
             ends_sent,
             poll_rounds,
+            follow_rounds,
+            leader: self.leader,
         }
     }
 }
@@ -253,6 +263,6 @@ impl Handler<PollNow> for BbbCoordinator {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: PollNow, _ctx: &mut Self::Context) -> Self::Result {
-        self.poll_round()
+        self.round()
     }
 }

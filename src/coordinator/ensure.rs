@@ -64,6 +64,22 @@ impl MeetingSpec {
 struct Attempts {
     skip: Vec<i32>,
     faults: u32,
+    /// Claims lost to another instance that placed the meeting first.
+    lost_claims: u32,
+}
+
+/// Claims lost in a row before a join gives up (each loss adopts the winner's placement, so a
+/// second loss needs yet another instance moving the meeting meanwhile).
+const MAX_LOST_CLAIMS: u32 = 3;
+
+/// How a create attempt ended.
+enum CreateOutcome {
+    /// The create was sent (the claim, if any, was won).
+    Sent(Result<CreateResponse, BbbError>),
+    /// Another instance placed the meeting first: the stored row (`None`: deleted meanwhile).
+    LostClaim(Option<crate::db::meetings::MeetingRow>),
+    /// The claim could not be written: placing without it could split the meeting.
+    ClaimFailed,
 }
 
 /// What to do with a meeting that is not known to be running.
@@ -104,11 +120,11 @@ impl BbbCoordinator {
         }))
     }
 
-    /// Loads (or stores) the meeting when memory does not know it, then creates it.
+    /// Reads (or stores) the meeting's row, then creates it. The row is read even when memory
+    /// knows the meeting: another gateway instance may have placed or moved it since, and the
+    /// database is where placements are decided (see [`crate::db::meetings::claim`]). When the
+    /// database is unreachable, a meeting memory knows still goes ahead on its known server.
     fn ensure(&mut self, spec: Rc<MeetingSpec>) -> LocalActFut<JoinResult> {
-        if self.meetings.get(&spec.key).is_some() {
-            return self.attempt(spec, Attempts::default());
-        }
         let fresh = MeetingEntry::new(
             &spec.key,
             &spec.world_id,
@@ -131,9 +147,14 @@ impl BbbCoordinator {
                 .into_actor(self)
                 .then(move |res, act, _ctx| match res {
                     Ok(row) => {
-                        if act.meetings.get(&spec.key).is_none() {
-                            act.meetings.insert(MeetingEntry::from_row(row));
-                        }
+                        act.adopt_row(row);
+                        act.attempt(spec, Attempts::default())
+                    }
+                    Err(e) if act.meetings.get(&spec.key).is_some() => {
+                        log::warn!(
+                            "cannot re-read the meeting of {} (using memory): {e}",
+                            spec.key
+                        );
                         act.attempt(spec, Attempts::default())
                     }
                     Err(e) => {
@@ -142,6 +163,27 @@ impl BbbCoordinator {
                     }
                 }),
         )
+    }
+
+    /// Makes memory agree with a stored row: a meeting memory lacks is added, one stored with
+    /// other ids replaces memory's, and one another instance placed elsewhere is followed there
+    /// (its liveness is then unknown until a create or a poll confirms it).
+    pub(super) fn adopt_row(&mut self, row: crate::db::meetings::MeetingRow) {
+        match self.meetings.get_mut(&row.meeting_key) {
+            Some(entry) if entry.meeting_id == row.meeting_id => {
+                if entry.server != row.server() {
+                    log::info!(
+                        "{} was placed on {:?} by another instance; following it",
+                        row.meeting_key,
+                        row.server()
+                    );
+                    entry.server = row.server();
+                    entry.live = false;
+                    entry.confirmed_at = None;
+                }
+            }
+            _ => self.meetings.insert(MeetingEntry::from_row(row)),
+        }
     }
 
     fn plan(&mut self, spec: &MeetingSpec, attempts: &Attempts) -> Result<Plan, NoEligibleServer> {
@@ -197,27 +239,69 @@ impl BbbCoordinator {
                 .request(&entry.meeting_id, &entry.attendee_pw, &entry.moderator_pw);
         let meeting_id = entry.meeting_id.clone();
         let previous = entry.server;
-        // Store the new placement before the create, so a crash in between still knows where
-        // the meeting may run (and its recordings are found there).
-        let persist = (previous != Some(server)).then(|| (self.db.clone(), spec.key.clone()));
+        // Claim the new placement before the create: the database decides between instances
+        // racing to place the meeting, and a crash in between still knows where it may run.
+        let claim = (previous != Some(server)).then(|| (self.db.clone(), spec.key.clone()));
         self.fleet.reserve(server, &meeting_id);
-        self.stats.creates_sent += 1;
         let api = self.api.clone();
         let timeout = self.settings.request_timeout;
         let fut = async move {
-            if let Some((db, key)) = persist {
-                if let Err(e) = db
-                    .run(move |c| crate::db::meetings::place(c, &key, server, None))
+            if let Some((db, key)) = claim {
+                match db
+                    .run(move |c| crate::db::meetings::claim(c, &key, previous, server))
                     .await
                 {
-                    log::error!("cannot store the placement of a meeting on server {server}: {e}");
+                    Ok(Some(row)) if row.server() == Some(server) => {}
+                    Ok(row) => return CreateOutcome::LostClaim(row),
+                    Err(e) => {
+                        log::error!("cannot claim a meeting's placement on server {server}: {e}");
+                        return CreateOutcome::ClaimFailed;
+                    }
                 }
             }
-            with_timeout(timeout, api.create(&endpoint, &request)).await
+            CreateOutcome::Sent(with_timeout(timeout, api.create(&endpoint, &request)).await)
         };
-        Box::pin(fut.into_actor(self).then(move |res, act, _ctx| {
+        Box::pin(fut.into_actor(self).then(move |outcome, act, _ctx| {
+            let res = match outcome {
+                CreateOutcome::Sent(res) => res,
+                CreateOutcome::LostClaim(row) => {
+                    return act.lost_claim(spec, server, meeting_id, attempts, row)
+                }
+                CreateOutcome::ClaimFailed => {
+                    act.fleet.unreserve(server, &meeting_id);
+                    return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+                }
+            };
+            act.stats.creates_sent += 1;
             act.after_create(spec, server, previous, meeting_id, attempts, res)
         }))
+    }
+
+    /// Another instance placed the meeting first: adopt its placement and plan again, which
+    /// creates (idempotently) on the winner's server when it is eligible here too.
+    fn lost_claim(
+        &mut self,
+        spec: Rc<MeetingSpec>,
+        server: i32,
+        meeting_id: String,
+        mut attempts: Attempts,
+        row: Option<crate::db::meetings::MeetingRow>,
+    ) -> LocalActFut<JoinResult> {
+        self.fleet.unreserve(server, &meeting_id);
+        attempts.lost_claims += 1;
+        let Some(row) = row else {
+            return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+        };
+        log::info!(
+            "{} was placed on {:?} by another instance first; joining it there",
+            spec.key,
+            row.server()
+        );
+        self.adopt_row(row);
+        if attempts.lost_claims > MAX_LOST_CLAIMS {
+            return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+        }
+        self.attempt(spec, attempts)
     }
 
     fn after_create(

@@ -75,6 +75,10 @@ pub struct ServerLive {
     pub last_error: Option<String>,
     /// Meetings placed here, with when, that no poll started after their placement has seen.
     pub reservations: Vec<(String, Instant)>,
+    /// `bbbVersion` from the server's API index (asked when first seen and when it comes back).
+    pub bbb_version: Option<String>,
+    /// The index was asked (or is being asked) since the server was seen or came back.
+    pub version_checked: bool,
 }
 
 impl ServerLive {
@@ -90,6 +94,8 @@ impl ServerLive {
             last_poll_at_ms: None,
             last_error: None,
             reservations: Vec::new(),
+            bbb_version: None,
+            version_checked: false,
         }
     }
 
@@ -245,9 +251,56 @@ impl Fleet {
         s.reservations.retain(|(_, at)| *at > started);
         if !s.online && s.consecutive_successes >= healthy_after.max(1) {
             s.online = true;
+            s.version_checked = false;
             return Transition::CameOnline;
         }
         Transition::None
+    }
+
+    /// A follower's view: takes health and load from the leader's stored poll of `row`'s
+    /// server, and drops reservations that poll covered (placed before it was sent, allowing
+    /// `poll_timeout` for how long it may have taken). Returns the transition, for the log.
+    pub fn follow_status(
+        &mut self,
+        row: &crate::db::server_status::ServerStatusRow,
+        now_ms: i64,
+        poll_timeout: Duration,
+    ) -> Transition {
+        let Some(s) = self.servers.get_mut(&row.server_id) else {
+            return Transition::None;
+        };
+        let count = |v: i32| u32::try_from(v).unwrap_or(0);
+        let was_online = s.online;
+        s.online = row.online;
+        s.consecutive_failures = count(row.consecutive_failures);
+        s.consecutive_successes = u32::from(row.consecutive_failures == 0);
+        s.suspect = !row.online || row.consecutive_failures > 0;
+        s.load = PollLoad {
+            meetings: count(row.meetings),
+            participants: count(row.participants),
+            listeners: count(row.listeners),
+            voice: count(row.voice),
+            videos: count(row.videos),
+            largest_meeting: count(row.largest_meeting),
+            load: row.load,
+        };
+        s.last_poll_at_ms = (row.polled_at > 0).then_some(row.polled_at);
+        s.last_error = row.last_error.clone();
+        s.bbb_version = row.bbb_version.clone();
+        let timeout_ms = i64::try_from(poll_timeout.as_millis()).unwrap_or(i64::MAX);
+        let covered_before = row.polled_at.saturating_sub(timeout_ms);
+        s.reservations.retain(|(_, at)| {
+            let age = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+            now_ms.saturating_sub(age) > covered_before
+        });
+        match (was_online, row.online) {
+            (false, true) => Transition::CameOnline,
+            (true, false) => {
+                s.reservations.clear();
+                Transition::WentOffline
+            }
+            _ => Transition::None,
+        }
     }
 
     /// Records a failed poll.

@@ -102,6 +102,7 @@ impl MeetingEntry {
             create_time: self.create_time,
             created_at: 0,
             updated_at: 0,
+            seen_at: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod admin;
 pub mod checks;
 mod ensure;
 pub mod fleet;
+mod follower;
 pub mod join_url;
 pub mod meetings;
 pub mod placement;
@@ -98,6 +99,8 @@ pub struct CoordinatorStats {
     pub ends_sent: u64,
     /// Poll rounds completed.
     pub poll_rounds: u64,
+    /// Rounds that read the leader's results instead of polling (another instance leads).
+    pub follow_rounds: u64,
 }
 
 type JoinResult = Result<JoinTarget, ErrorReply>;
@@ -139,6 +142,12 @@ pub struct BbbCoordinator {
     status_dirty: bool,
     /// Stored meetings were loaded (retried each tick until they are).
     loaded: bool,
+    /// This instance's side of the poll-leader election (PostgreSQL; SQLite always leads).
+    leader_lock: Arc<std::sync::Mutex<crate::db::leader_lock::LeaderLock>>,
+    /// This instance polls the fleet (else it follows the leader's stored results).
+    leader: bool,
+    /// Meeting ids each server listed in polls whose status is not stored yet.
+    pending_seen: Vec<(i32, Vec<String>)>,
 }
 
 impl BbbCoordinator {
@@ -159,6 +168,9 @@ impl BbbCoordinator {
             status_storing: false,
             status_dirty: false,
             loaded: false,
+            leader_lock: Arc::default(),
+            leader: false,
+            pending_seen: Vec::new(),
         }
     }
 

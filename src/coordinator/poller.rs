@@ -68,31 +68,31 @@ impl BbbCoordinator {
             return;
         }
         self.polling = true;
-        ctx.spawn(self.poll_round().map(|(), act, _ctx| act.polling = false));
+        ctx.spawn(self.round().map(|(), act, _ctx| act.polling = false));
     }
 
-    /// One round: re-read the registry, then poll every server.
+    /// The leader's round: re-read the registry and the stored meetings (placements made by
+    /// other instances), then poll every server.
     pub(super) fn poll_round(&mut self) -> LocalActFut<()> {
         let db = self.db.clone();
-        let load_meetings = !self.loaded;
+        let read_at = Instant::now();
         let fut = async move {
             db.run(move |c| {
-                let rows = crate::db::servers::list(c)?;
-                let meetings = if load_meetings {
-                    Some(crate::db::meetings::load_all(c)?)
-                } else {
-                    None
-                };
-                Ok((rows, meetings))
+                Ok((
+                    crate::db::servers::list(c)?,
+                    crate::db::meetings::load_all(c)?,
+                ))
             })
             .await
         };
-        Box::pin(fut.into_actor(self).then(|res, act, _ctx| {
+        Box::pin(fut.into_actor(self).then(move |res, act, _ctx| {
             match res {
                 Ok((rows, meetings)) => {
                     act.apply_rows(rows);
-                    if let Some(m) = meetings {
-                        act.absorb_meetings(m);
+                    if act.loaded {
+                        act.sync_meetings(meetings, None, read_at);
+                    } else {
+                        act.absorb_meetings(meetings);
                     }
                 }
                 Err(e) => log::warn!("cannot re-read the BBB servers, using the last known: {e}"),
@@ -135,6 +135,12 @@ impl BbbCoordinator {
                 .into_actor(self)
                 .map(move |results, act, ctx| {
                     for (id, result) in results {
+                        // Only the newest list of each server is stored, with that poll's time.
+                        act.pending_seen.retain(|(s, _)| *s != id);
+                        if let Ok(list) = &result {
+                            let ids = list.iter().map(|m| m.meeting_id.clone()).collect();
+                            act.pending_seen.push((id, ids));
+                        }
                         act.apply_poll(id, started, result, ctx);
                     }
                     act.stats.poll_rounds += 1;
@@ -162,6 +168,7 @@ impl BbbCoordinator {
                 {
                     log::info!("server {id} is back online");
                 }
+                self.check_version(id, ctx);
                 let strays: Vec<String> = self
                     .meetings
                     .apply_poll(id, started, &list)
@@ -257,6 +264,36 @@ impl BbbCoordinator {
         }))
     }
 
+    /// Asks a server's API index for its BBB version once after it is first seen or comes
+    /// back online (a failed ask is retried after the next good poll).
+    fn check_version(&mut self, id: i32, ctx: &mut Context<Self>) {
+        let Some(s) = self.fleet.get_mut(id) else {
+            return;
+        };
+        if s.version_checked {
+            return;
+        }
+        s.version_checked = true;
+        let reply = self.api.bbb_version(&s.endpoint);
+        let timeout = self.settings.request_timeout;
+        ctx.spawn(
+            async move { with_timeout(timeout, reply).await }
+                .into_actor(self)
+                .map(move |res, act, _ctx| {
+                    let Some(s) = act.fleet.get_mut(id) else {
+                        return;
+                    };
+                    match res {
+                        Ok(version) => s.bbb_version = version,
+                        Err(e) => {
+                            log::warn!("cannot read the BBB version of server {id}: {e}");
+                            s.version_checked = false;
+                        }
+                    }
+                }),
+        );
+    }
+
     /// Ends a meeting on `server`, best effort, in the background.
     pub(super) fn end_on(&mut self, server: i32, meeting_id: String) {
         let Some(s) = self.fleet.get(server) else {
@@ -293,12 +330,28 @@ impl BbbCoordinator {
                 load: s.load.load,
                 consecutive_failures: clamp_i32(s.consecutive_failures),
                 polled_at: s.last_poll_at_ms.unwrap_or(0),
+                bbb_version: s.bbb_version.clone(),
+                last_error: s.last_error.clone(),
+                listeners: clamp_i32(s.load.listeners),
+                largest_meeting: clamp_i32(s.load.largest_meeting),
             })
             .collect();
+        // Meetings seen first, status second: a follower reading in between sees a `seen_at`
+        // newer than the old poll (still live), never an old one against the new poll.
+        let seen = std::mem::take(&mut self.pending_seen);
         let db = self.db.clone();
         let fut = async move {
             if let Err(e) = db
-                .run(move |c| crate::db::server_status::store(c, &rows))
+                .run(move |c| {
+                    for (server, ids) in &seen {
+                        let polled_at = rows
+                            .iter()
+                            .find(|r| r.server_id == *server)
+                            .map_or(0, |r| r.polled_at);
+                        crate::db::meetings::mark_seen(c, *server, polled_at, ids)?;
+                    }
+                    crate::db::server_status::store(c, &rows)
+                })
                 .await
             {
                 log::warn!("cannot store the server status: {e}");

@@ -33,6 +33,8 @@ pub struct MeetingRow {
     pub create_time: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the leader's poll last listed the meeting on `server_id` (see [`mark_seen`]).
+    pub seen_at: Option<i64>,
 }
 
 impl MeetingRow {
@@ -153,6 +155,82 @@ pub fn place(
     }))
 }
 
+/// Moves a meeting from `expected` (`None`: unplaced) to `server_id`, but only if it is still
+/// where the caller last saw it, and returns the stored row afterwards (`None`: unknown key).
+///
+/// This is the one write that decides where a meeting runs when several gateway instances
+/// race: the conditional `UPDATE … WHERE server_id = expected` lets exactly one of them win
+/// (PostgreSQL re-checks the condition after waiting for the row lock; SQLite serialises
+/// writers). A caller whose claim found another server must adopt that placement.
+pub fn claim(
+    conn: &mut DbConn,
+    key: &str,
+    expected: Option<i32>,
+    server_id: i32,
+) -> Result<Option<MeetingRow>, DbError> {
+    let now = now_ms();
+    let expected = expected.unwrap_or(UNPLACED);
+    with_conn!(conn, |c| c.transaction(|c| {
+        // Write first (no SQLITE_BUSY upgrade from a read lock).
+        let updated = diesel::update(
+            meetings::table
+                .find(key)
+                .filter(meetings::server_id.eq(expected)),
+        )
+        .set((
+            meetings::server_id.eq(server_id),
+            meetings::seen_at.eq(None::<i64>),
+            meetings::updated_at.eq(now),
+        ))
+        .execute(c)?;
+        let row = meetings::table
+            .find(key)
+            .select(MeetingRow::as_select())
+            .first(c)
+            .optional()?;
+        if let (1, Some(row)) = (updated, &row) {
+            if server_id != UNPLACED {
+                diesel::insert_into(meeting_placements::table)
+                    .values((
+                        meeting_placements::meeting_id.eq(&row.meeting_id),
+                        meeting_placements::server_id.eq(server_id),
+                        meeting_placements::placed_at.eq(now),
+                    ))
+                    .on_conflict((
+                        meeting_placements::meeting_id,
+                        meeting_placements::server_id,
+                    ))
+                    .do_update()
+                    .set(meeting_placements::placed_at.eq(now))
+                    .execute(c)?;
+            }
+        }
+        Ok::<_, DbError>(row)
+    }))
+}
+
+/// Notes that a poll at `polled_at` listed `meeting_ids` on `server_id`: followers treat a
+/// meeting as running while its `seen_at` is not older than the server's last poll.
+pub fn mark_seen(
+    conn: &mut DbConn,
+    server_id: i32,
+    polled_at: i64,
+    meeting_ids: &[String],
+) -> Result<usize, DbError> {
+    let mut n = 0;
+    // Bounded IN lists (SQLite limits bound parameters).
+    for chunk in meeting_ids.chunks(500) {
+        n += with_conn!(conn, |c| diesel::update(
+            meetings::table
+                .filter(meetings::server_id.eq(server_id))
+                .filter(meetings::meeting_id.eq_any(chunk))
+        )
+        .set(meetings::seen_at.eq(polled_at))
+        .execute(c))?;
+    }
+    Ok(n)
+}
+
 /// Records the createTime BBB reported for the meeting's current instance.
 pub fn set_create_time(conn: &mut DbConn, key: &str, create_time: i64) -> Result<bool, DbError> {
     let now = now_ms();
@@ -216,6 +294,7 @@ mod tests {
             create_time: None,
             created_at: 0,
             updated_at: 0,
+            seen_at: None,
         }
     }
 
@@ -260,6 +339,35 @@ mod tests {
             assert!(delete(conn, "room:w:a").unwrap());
             assert!(get(conn, "room:w:a").unwrap().is_none());
             assert_eq!(servers_ever(conn, "ma").unwrap(), vec![1]);
+        });
+    }
+
+    #[test]
+    fn claim_lets_exactly_one_placement_win() {
+        for_each_backend(|conn| {
+            insert_or_get(conn, &row("room:w:r", "m1", UNPLACED)).unwrap();
+            // Both instances saw it unplaced; the first claim wins, the second finds server 1.
+            let won = claim(conn, "room:w:r", None, 1).unwrap().unwrap();
+            assert_eq!(won.server(), Some(1));
+            let lost = claim(conn, "room:w:r", None, 2).unwrap().unwrap();
+            assert_eq!(lost.server(), Some(1));
+            assert_eq!(servers_ever(conn, "m1").unwrap(), vec![1]);
+            // A move from where it really is succeeds.
+            let moved = claim(conn, "room:w:r", Some(1), 2).unwrap().unwrap();
+            assert_eq!(moved.server(), Some(2));
+            assert!(claim(conn, "room:w:nope", None, 1).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn mark_seen_only_touches_meetings_on_that_server() {
+        for_each_backend(|conn| {
+            insert_or_get(conn, &row("room:w:a", "ma", 1)).unwrap();
+            insert_or_get(conn, &row("room:w:b", "mb", 2)).unwrap();
+            let ids = vec!["ma".to_string(), "mb".to_string(), "foreign".to_string()];
+            assert_eq!(mark_seen(conn, 1, 77, &ids).unwrap(), 1);
+            assert_eq!(get(conn, "room:w:a").unwrap().unwrap().seen_at, Some(77));
+            assert_eq!(get(conn, "room:w:b").unwrap().unwrap().seen_at, None);
         });
     }
 

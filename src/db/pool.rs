@@ -54,6 +54,10 @@ enum DbPool {
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    /// The URL the pool was opened with, for connections that must live outside the pool
+    /// (the leader lock, see [`crate::db::leader_lock`]). Never logged: it may hold a password.
+    url: std::sync::Arc<str>,
+    timeout: Duration,
 }
 
 /// Sets WAL mode and a busy timeout on every SQLite connection, so concurrent writers wait
@@ -91,6 +95,8 @@ impl Db {
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;
             return Ok(Db {
                 pool: DbPool::Postgres(pool),
+                url: url.into(),
+                timeout,
             });
         }
         let path = sqlite_path(url).ok_or_else(|| {
@@ -116,7 +122,14 @@ impl Db {
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         Ok(Db {
             pool: DbPool::Sqlite(pool),
+            url: url.into(),
+            timeout,
         })
+    }
+
+    /// The URL and connect timeout of this database (crate-internal: the URL may hold a password).
+    pub(crate) fn url_and_timeout(&self) -> (&str, Duration) {
+        (&self.url, self.timeout)
     }
 
     pub fn backend(&self) -> Backend {

@@ -79,6 +79,7 @@ diesel::table! {
         create_time -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        seen_at -> Nullable<BigInt>,
     }
 }
 
@@ -128,6 +129,10 @@ diesel::table! {
         load -> Double,
         consecutive_failures -> Integer,
         polled_at -> BigInt,
+        bbb_version -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        listeners -> Integer,
+        largest_meeting -> Integer,
     }
 }
 

@@ -24,6 +24,13 @@ pub struct ServerStatusRow {
     pub consecutive_failures: i32,
     /// ms since epoch of the poll that produced this row.
     pub polled_at: i64,
+    /// `bbbVersion` of the server's API index, when it answered one.
+    pub bbb_version: Option<String>,
+    /// Why the last poll failed (BBB errors never carry the URL or the secret).
+    pub last_error: Option<String>,
+    pub listeners: i32,
+    /// Participants of the largest meeting.
+    pub largest_meeting: i32,
 }
 
 /// Stores the result of one poll round (insert or update per server).
@@ -46,6 +53,10 @@ pub fn store(conn: &mut DbConn, rows: &[ServerStatusRow]) -> Result<(), DbError>
                     st::load.eq(excluded(st::load)),
                     st::consecutive_failures.eq(excluded(st::consecutive_failures)),
                     st::polled_at.eq(excluded(st::polled_at)),
+                    st::bbb_version.eq(excluded(st::bbb_version)),
+                    st::last_error.eq(excluded(st::last_error)),
+                    st::listeners.eq(excluded(st::listeners)),
+                    st::largest_meeting.eq(excluded(st::largest_meeting)),
                 ))
                 .execute(c)?;
         }
@@ -77,10 +88,15 @@ mod tests {
                 load: 55.5,
                 consecutive_failures: 0,
                 polled_at: 1,
+                bbb_version: Some("2.7.0".into()),
+                last_error: None,
+                listeners: 3,
+                largest_meeting: 20,
             };
             store(conn, &[row.clone()]).unwrap();
             row.online = false;
             row.consecutive_failures = 2;
+            row.last_error = Some("timeout".into());
             store(conn, &[row.clone()]).unwrap();
             let all = load_all(conn).unwrap();
             assert_eq!(all.len(), 1);

@@ -415,6 +415,7 @@ mod tests {
                 create_time: None,
                 created_at: 0,
                 updated_at: 0,
+                seen_at: None,
             };
             meetings::insert_or_get(conn, &row).unwrap();
             assert_eq!(panic(conn, a.id).unwrap(), Some(1));

@@ -123,6 +123,13 @@ impl BbbApi for MeteredBbbApi {
             self.inner.get_recordings(server, meeting_ids),
         )
     }
+
+    fn bbb_version(
+        &self,
+        server: &ServerEndpoint,
+    ) -> LocalBoxFuture<'static, Result<Option<String>, BbbError>> {
+        self.measure(server, "index", self.inner.bbb_version(server))
+    }
 }
 
 #[cfg(test)]

@@ -351,7 +351,28 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_100_spreads_evenly_over_4_servers() {
+    fn a_burst_of_100_over_4_equal_servers_is_within_10_percent_of_even() {
+        for seed in 0..20u64 {
+            let mut fleet: Vec<Candidate> = (1..=4).map(cand).collect();
+            let mut r = StdRng::seed_from_u64(seed);
+            for _ in 0..100 {
+                let id = choose(&fleet, "w", None, &[], &mut r).unwrap();
+                fleet.iter_mut().find(|c| c.id == id).unwrap().reserved += 1;
+            }
+            for c in &fleet {
+                // 25 ± 10 %
+                assert!(
+                    (23..=27).contains(&c.reserved),
+                    "seed {seed}: server {} got {} of 100",
+                    c.id,
+                    c.reserved
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_of_100_spreads_evenly_over_4_servers_of_unequal_load() {
         // Unequal live load to start with; reservations must still spread the burst.
         let mut fleet: Vec<Candidate> = (1..=4).map(cand).collect();
         fleet[0].load = 20.0;

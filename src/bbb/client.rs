@@ -190,32 +190,44 @@ pub fn create_params(meeting: &CreateMeeting) -> Vec<(String, String)> {
 /// A signed `join` URL for the browser (BBB's order of parameters does not matter, but a stable
 /// one keeps URLs comparable in tests and logs).
 pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams) -> String {
-    let mut params: Vec<(&str, String)> = vec![
-        ("fullName", p.full_name.clone()),
-        ("meetingID", p.meeting_id.clone()),
-        ("role", p.role.as_str().to_string()),
-    ];
-    if let Some(pw) = &p.password {
-        params.push(("password", pw.clone()));
+    // The hot path of every join: encode straight into the URL (no intermediate list of
+    // cloned parameters), hash the query part in place, append the checksum. Byte for byte
+    // what `signed_query` produces for the same parameters.
+    let mut url = String::with_capacity(endpoint.base_url.len() + 640);
+    url.push_str(&endpoint.base_url);
+    url.push_str("/api/join?");
+    let start = url.len();
+    {
+        let mut q = form_urlencoded::Serializer::for_suffix(&mut url, start);
+        q.append_pair("fullName", &p.full_name)
+            .append_pair("meetingID", &p.meeting_id)
+            .append_pair("role", p.role.as_str());
+        if let Some(pw) = &p.password {
+            q.append_pair("password", pw);
+        }
+        q.append_pair("userID", &p.user_id);
+        if let Some(t) = p.create_time {
+            q.append_pair("createTime", &t.to_string());
+        }
+        if let Some(a) = &p.avatar_url {
+            q.append_pair("avatarURL", a);
+        }
+        if p.guest {
+            q.append_pair("guest", "true");
+        }
+        for (k, v) in &p.extra {
+            q.append_pair(k, v);
+        }
+        q.finish();
     }
-    params.push(("userID", p.user_id.clone()));
-    if let Some(t) = p.create_time {
-        params.push(("createTime", t.to_string()));
+    let query = &url[start..];
+    let sum = super::checksum::checksum(endpoint.algorithm, "join", query, &endpoint.secret);
+    if !query.is_empty() {
+        url.push('&');
     }
-    if let Some(a) = &p.avatar_url {
-        params.push(("avatarURL", a.clone()));
-    }
-    if p.guest {
-        params.push(("guest", "true".into()));
-    }
-    for (k, v) in &p.extra {
-        params.push((k.as_str(), v.clone()));
-    }
-    format!(
-        "{}/api/join?{}",
-        endpoint.base_url,
-        signed_query(endpoint, "join", &params)
-    )
+    url.push_str("checksum=");
+    url.push_str(&sum);
+    url
 }
 
 fn meeting_param(meeting_id: &str) -> Vec<(String, String)> {

@@ -94,13 +94,20 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
             connected.errors
         );
     }
+    let gateway = match target.measured {
+        target::Measured::Gateway(pid) => Some(Some(pid)),
+        _ => None,
+    };
+    let cpu_before = gateway.and_then(sys::process_cpu);
     let mut baseline = scenarios::ping(&pool, opts.requests).await;
+    gateway_cpu(&mut baseline, gateway, cpu_before);
     let connect = stats::Latency::of(&connected.latencies_us);
     baseline.set("connect_auth_p50_ms", connect.p50_ms);
     baseline.set("connect_auth_p99_ms", connect.p99_ms);
     reports.push(baseline.clone());
     for s in &opts.scenarios {
-        let report = match s {
+        let cpu_before = gateway.and_then(sys::process_cpu);
+        let mut report = match s {
             Scenario::Ping => continue,
             Scenario::WarmJoin => {
                 scenarios::warm_join(&pool, opts.setup.rooms, opts.requests, &baseline).await?
@@ -136,8 +143,33 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
                 scenarios::soak(target, opts.soak, opts.soak_batch, opts, &baseline).await?
             }
         };
+        gateway_cpu(&mut report, gateway, cpu_before);
         reports.push(report);
     }
     pool.close_all().await;
     Ok(reports)
+}
+
+/// Adds the CPU time the gateway process spent during the scenario (child gateway only: in
+/// process it cannot be told apart from the load generator), per answered request too.
+fn gateway_cpu(report: &mut Report, gateway: Option<sys::Pid>, before: Option<Duration>) {
+    let (Some(pid), Some(before)) = (gateway, before) else {
+        return;
+    };
+    let Some(after) = sys::process_cpu(pid) else {
+        return;
+    };
+    let spent = after.saturating_sub(before);
+    report.set(
+        "gateway_cpu_cores",
+        round2(spent.as_secs_f64() / report.elapsed_s.max(1e-9)),
+    );
+    if report.ok > 0 {
+        let us = spent.as_secs_f64() * 1e6 / report.ok as f64;
+        report.set("gateway_cpu_us_per_request", round2(us));
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

@@ -189,6 +189,22 @@ impl BbbCoordinator {
             Ok(j) => j,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        // Warm join (the hot path): answered at once, without building the create parameters
+        // or boxing a continuation; same rule as `join_target`'s fast path.
+        let key = meetings::room_key(&world.id, &join.room.id);
+        if let Some(target) = self.meetings.known_running(&key, &self.fleet) {
+            self.stats.joins_from_memory += 1;
+            let params = join_url::room_join(
+                &world,
+                join.bbb,
+                &user,
+                &join.full_name,
+                join.moderator,
+                &target,
+            );
+            let url = crate::bbb::join_url(&target.endpoint, &params);
+            return Box::pin(fut::ready(Ok(json!({ "url": url }))));
+        }
         let spec = MeetingSpec::room(&world, join.room, join.bbb);
         let moderator = join.moderator;
         let full_name = join.full_name;

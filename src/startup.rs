@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter};
+use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -25,6 +25,32 @@ pub struct Application {
     port: u16,
     server: Server,
     state: Arc<AppState>,
+    coordinator_arbiter: ArbiterHandle,
+}
+
+/// Stops a running [`Application`] completely: the HTTP server, then the coordinator's arbiter.
+/// Stopping the coordinator drops its leader-lock connection, so with several instances the
+/// next one takes over the fleet poll at its next tick (tests use it to "kill" an instance).
+#[derive(Clone)]
+pub struct Stopper {
+    server: actix_web::dev::ServerHandle,
+    coordinator_arbiter: ArbiterHandle,
+    coordinator: Addr<BbbCoordinator>,
+}
+
+impl Stopper {
+    /// Stops both and waits (bounded) until the coordinator is gone.
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+        self.coordinator_arbiter.stop();
+        for _ in 0..500 {
+            if !self.coordinator.connected() {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        log::warn!("the coordinator did not stop within 5 s");
+    }
 }
 
 /// Opens the pool and applies migrations (blocking; call before the runtime is busy).
@@ -54,6 +80,16 @@ pub fn start_coordinator(
     db: Db,
     metrics: Arc<Metrics>,
 ) -> Addr<BbbCoordinator> {
+    start_coordinator_on(&Arbiter::new().handle(), settings, db, metrics)
+}
+
+/// Starts the coordinator on `arbiter` (stopping the arbiter stops the coordinator).
+pub fn start_coordinator_on(
+    arbiter: &ArbiterHandle,
+    settings: &Settings,
+    db: Db,
+    metrics: Arc<Metrics>,
+) -> Addr<BbbCoordinator> {
     let client_config = BbbClientConfig {
         connect_timeout: Duration::from_millis(settings.bbb.connect_timeout_ms),
         request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
@@ -66,8 +102,7 @@ pub fn start_coordinator(
         create_retry_servers: settings.bbb.create_retry_servers,
         request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
     };
-    let arbiter = Arbiter::new();
-    BbbCoordinator::start_in_arbiter(&arbiter.handle(), move |_| {
+    BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));
         BbbCoordinator::new(
             db,
@@ -94,7 +129,9 @@ impl Application {
             .context("database start-up task failed")??;
         let worlds = WorldCache::new(db.clone());
         let metrics = Arc::new(Metrics::new());
-        let coordinator = start_coordinator(&settings, db.clone(), metrics.clone());
+        let coordinator_arbiter = Arbiter::new().handle();
+        let coordinator =
+            start_coordinator_on(&coordinator_arbiter, &settings, db.clone(), metrics.clone());
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
@@ -123,6 +160,7 @@ impl Application {
             port,
             server,
             state,
+            coordinator_arbiter,
         })
     }
 
@@ -139,8 +177,21 @@ impl Application {
         self.server.handle()
     }
 
+    /// Stops the whole instance, HTTP server and coordinator (see [`Stopper`]).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            server: self.server.handle(),
+            coordinator_arbiter: self.coordinator_arbiter.clone(),
+            coordinator: self.state.coordinator.clone(),
+        }
+    }
+
+    /// Serves until the server stops (signal or handle), then stops the coordinator, which
+    /// releases the poll leadership at once instead of at process exit.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.coordinator_arbiter.stop();
+        result
     }
 }
 

@@ -360,6 +360,39 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_claims_on_separate_connections_have_one_winner() {
+        for t in crate::db::testing::TestDb::all().unwrap() {
+            let mut conn = t.db.get().unwrap();
+            insert_or_get(&mut conn, &row("room:w:race", "mr", UNPLACED)).unwrap();
+            drop(conn);
+            // One connection per claimant (the test pool has two).
+            let db = crate::db::Db::connect(&t.url, 8, std::time::Duration::from_secs(10)).unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (1..=8)
+                .map(|server| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut conn = db.get().unwrap();
+                        barrier.wait();
+                        claim(&mut conn, "room:w:race", None, server)
+                            .unwrap()
+                            .unwrap()
+                            .server()
+                    })
+                })
+                .collect();
+            let seen: Vec<Option<i32>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            // Every claimant sees the same (winning) server, and only it was ever placed.
+            assert!(
+                seen.iter().all(|s| *s == seen[0] && s.is_some()),
+                "{seen:?}"
+            );
+            let mut conn = t.db.get().unwrap();
+            assert_eq!(servers_ever(&mut conn, "mr").unwrap().len(), 1);
+        }
+    }
+
+    #[test]
     fn mark_seen_only_touches_meetings_on_that_server() {
         for_each_backend(|conn| {
             insert_or_get(conn, &row("room:w:a", "ma", 1)).unwrap();

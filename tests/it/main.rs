@@ -9,5 +9,6 @@ mod cli;
 mod demo;
 mod fleet;
 mod helpers;
+mod multi_instance;
 mod status_page;
 mod ws_protocol;

@@ -1,0 +1,385 @@
+//! Two gateway instances on one PostgreSQL database behave as one: a meeting is placed once
+//! even when both get its first join at the same moment, both hand out URLs for it, only the
+//! elected leader polls the fleet (a new one takes over when it stops), and admin changes made
+//! through one reach the other. Skipped (with a message) when `DATABASE_URL_PG` is unset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
+use bbb_gateway::client::WsClient;
+use bbb_gateway::config::Settings;
+use bbb_gateway::coordinator::{FleetStatus, GetFleetStatus};
+use bbb_gateway::db::servers::{self, NewServer};
+use bbb_gateway::db::testing::TestDb;
+use bbb_gateway::session::SessionConfig;
+use bbb_gateway::sim::SimHandle;
+use bbb_gateway::startup::{Application, Stopper};
+use bbb_gateway::state::AppState;
+use serde_json::{json, Value};
+
+use crate::fleet::{calls, open_join, port_of, query, sim_secret, start_sim};
+use crate::helpers::{test_settings, token_for, WORLD_SECRET};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One running gateway instance.
+struct Instance {
+    port: u16,
+    state: Arc<AppState>,
+    stopper: Stopper,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let stopper = self.stopper.clone();
+        actix_web::rt::spawn(stopper.stop());
+    }
+}
+
+impl Instance {
+    async fn start(settings: Settings) -> Instance {
+        let app = Application::build_with(settings, SessionConfig::default())
+            .await
+            .expect("the gateway starts");
+        let instance = Instance {
+            port: app.port(),
+            state: app.state(),
+            stopper: app.stopper(),
+        };
+        actix_web::rt::spawn(app.run_until_stopped());
+        instance
+    }
+
+    async fn status(&self) -> FleetStatus {
+        self.state.coordinator.send(GetFleetStatus).await.unwrap()
+    }
+
+    async fn ws_as(&self, world: &str, uid: &str) -> WsClient {
+        let url = format!("ws://127.0.0.1:{}/ws/world/{world}/", self.port);
+        let mut c = WsClient::connect(&url).await.unwrap();
+        let token = token_for(uid, &[], Some(uid));
+        let reply = c
+            .authenticate(json!({ "token": token }), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(reply[0], "authenticated", "{reply}");
+        c
+    }
+
+    async fn admin_post(&self, path: &str, body: Value) -> u16 {
+        let resp = awc::Client::default()
+            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+            .send_json(&body)
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after `WAIT`.
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A world with `n` BBB rooms `r0…`, everyone may join and moderate.
+fn world(n: usize) -> Value {
+    let rooms: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("r{i}"), "name": format!("Room {i}"),
+                   "trait_grants": {"viewer": [], "participant": [], "moderator": []},
+                   "modules": [{"type": "call.bigbluebutton", "config": {}}]})
+        })
+        .collect();
+    json!({
+        "id": "multi", "title": "Multi", "timezone": "UTC",
+        "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": WORLD_SECRET}],
+        "trait_grants": {"viewer": [], "participant": []},
+        "rooms": rooms
+    })
+}
+
+/// Two sims, a fresh PostgreSQL database with both registered and the world imported, and two
+/// instances on it. `None` when no PostgreSQL is configured.
+struct Cluster {
+    a: Instance,
+    b: Instance,
+    sims: Vec<SimHandle>,
+    server_ids: Vec<i32>,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster(rooms: usize) -> Option<Cluster> {
+    let Some(db) = TestDb::postgres() else {
+        eprintln!("skipped: DATABASE_URL_PG is unset (CI sets it)");
+        return None;
+    };
+    let db = db.expect("a fresh PostgreSQL database");
+    let sims = vec![start_sim(0).await, start_sim(1).await];
+    let mut server_ids = Vec::new();
+    for (i, sim) in sims.iter().enumerate() {
+        let new = NewServer {
+            url: sim.base_url(),
+            secret: Secret::new(sim_secret(i)),
+            checksum: ChecksumAlgorithm::Sha256,
+            weight: 1.0,
+            tag: None,
+            world_id: None,
+        };
+        let row = db.db.run(move |c| servers::add(c, &new)).await.unwrap();
+        server_ids.push(row.id);
+    }
+    let file = bbb_gateway::world::parse_world_file(&world(rooms).to_string()).unwrap();
+    db.db
+        .run(move |c| bbb_gateway::world::import_world(c, &file))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || {
+        let mut s = test_settings(&dir);
+        s.database.url = db.url.clone();
+        s.database.pool_size = 4;
+        s
+    };
+    let a = Instance::start(settings()).await;
+    let b = Instance::start(settings()).await;
+    for i in [&a, &b] {
+        i.state.worlds.refresh().await.unwrap();
+        wait_for("both servers known", async || {
+            i.status().await.servers.len() == 2
+        })
+        .await;
+    }
+    Some(Cluster {
+        a,
+        b,
+        sims,
+        server_ids,
+        _db: db,
+        _dir: dir,
+    })
+}
+
+impl Cluster {
+    /// (leader, follower) once exactly one instance leads.
+    async fn roles(&self) -> (&Instance, &Instance) {
+        wait_for("exactly one leader", async || {
+            self.a.status().await.leader != self.b.status().await.leader
+        })
+        .await;
+        if self.a.status().await.leader {
+            (&self.a, &self.b)
+        } else {
+            (&self.b, &self.a)
+        }
+    }
+
+    fn sim_index(&self, url: &str) -> usize {
+        let port = port_of(url);
+        self.sims.iter().position(|s| s.port() == port).unwrap()
+    }
+}
+
+async fn get_meetings_calls(sim: &SimHandle) -> usize {
+    calls(sim.port())
+        .await
+        .iter()
+        .filter(|(c, _)| c == "getMeetings")
+        .count()
+}
+
+#[actix_web::test]
+async fn simultaneous_first_joins_place_each_meeting_once() {
+    let Some(cl) = cluster(6).await else { return };
+    let mut ca = cl.a.ws_as("multi", "alice").await;
+    let mut cb = cl.b.ws_as("multi", "bob").await;
+    for room in 0..6 {
+        let payload = json!({ "room": format!("r{room}") });
+        let (ra, rb) = tokio::join!(
+            ca.request("bbb.room_url", json!(1), payload.clone(), WAIT),
+            cb.request("bbb.room_url", json!(2), payload, WAIT),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(
+            (&ra[0], &rb[0]),
+            (&json!("success"), &json!("success")),
+            "{ra} {rb}"
+        );
+        let (ua, ub) = (
+            ra[2]["url"].as_str().unwrap(),
+            rb[2]["url"].as_str().unwrap(),
+        );
+        assert_eq!(
+            port_of(ua),
+            port_of(ub),
+            "both instances name the same server"
+        );
+        assert_eq!(query(ua)["meetingID"], query(ub)["meetingID"]);
+        // The meeting runs where both URLs point: bbb-sim accepts both.
+        assert!(open_join(ua).await.is_ok());
+        assert!(open_join(ub).await.is_ok());
+        // Exactly one placement was ever stored, and no create went to the other server.
+        let mid = query(ua)["meetingID"].clone();
+        let db = cl.a.state.db.clone();
+        let ever = db
+            .run(move |c| bbb_gateway::db::meetings::servers_ever(c, &mid))
+            .await
+            .unwrap();
+        assert_eq!(ever.len(), 1, "one placement for r{room}: {ever:?}");
+        let other = &cl.sims[1 - cl.sim_index(ua)];
+        let mid = query(ua)["meetingID"].clone();
+        let stray = calls(other.port())
+            .await
+            .into_iter()
+            .filter(|(c, p)| c == "create" && p.get("meetingID") == Some(&mid))
+            .count();
+        assert_eq!(stray, 0, "no create of r{room} on the other server");
+    }
+}
+
+#[actix_web::test]
+async fn only_the_leader_polls_and_followers_show_its_results() {
+    let Some(cl) = cluster(1).await else { return };
+    let (leader, follower) = cl.roles().await;
+    // Followers show the leader's view, including the BBB version it asked for.
+    wait_for("versions on the follower", async || {
+        let s = follower.status().await;
+        s.servers
+            .iter()
+            .all(|x| x.bbb_version.as_deref() == Some("2.7.0"))
+            && s.servers.iter().all(|x| x.last_poll_at_ms.is_some())
+    })
+    .await;
+    let follower_polls = follower.status().await.poll_rounds;
+    let before: Vec<usize> =
+        futures_util::future::join_all(cl.sims.iter().map(get_meetings_calls)).await;
+    let rounds0 = leader.status().await.poll_rounds;
+    wait_for("three leader rounds", async || {
+        leader.status().await.poll_rounds >= rounds0 + 3
+    })
+    .await;
+    let rounds1 = leader.status().await.poll_rounds;
+    let after: Vec<usize> =
+        futures_util::future::join_all(cl.sims.iter().map(get_meetings_calls)).await;
+    for (b, a) in before.iter().zip(&after) {
+        // One getMeetings per leader round (plus one round that may have been in flight).
+        let polled = (a - b) as u64;
+        assert!(
+            polled <= rounds1 - rounds0 + 1,
+            "{polled} polls in {} rounds",
+            rounds1 - rounds0
+        );
+    }
+    let f = follower.status().await;
+    assert_eq!(f.poll_rounds, follower_polls, "the follower never polls");
+    assert!(f.follow_rounds > 0);
+    // The status route says who leads.
+    let status: Value = awc::Client::default()
+        .get(format!("http://127.0.0.1:{}/api/v1/status", follower.port))
+        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["gateway"]["leader"], false);
+    assert_eq!(status["servers"][0]["bbb_version"], "2.7.0");
+}
+
+#[actix_web::test]
+async fn a_new_leader_takes_over_when_the_leader_stops() {
+    let Some(cl) = cluster(1).await else { return };
+    let (leader, follower) = cl.roles().await;
+    let mut c = follower.ws_as("multi", "carol").await;
+    let first = c
+        .request("bbb.room_url", json!(1), json!({"room": "r0"}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(first[0], "success", "{first}");
+    leader.stopper.clone().stop().await;
+    // The dead leader's lock session ended: the follower leads within a poll interval or two.
+    wait_for("the follower to lead", async || {
+        follower.status().await.leader
+    })
+    .await;
+    let rounds = follower.status().await.poll_rounds;
+    wait_for("the new leader to poll", async || {
+        follower.status().await.poll_rounds > rounds
+    })
+    .await;
+    let again = c
+        .request("bbb.room_url", json!(2), json!({"room": "r0"}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(again[0], "success", "{again}");
+    let (u1, u2) = (
+        first[2]["url"].as_str().unwrap(),
+        again[2]["url"].as_str().unwrap(),
+    );
+    assert_eq!(
+        (port_of(u1), query(u1)["meetingID"].clone()),
+        (port_of(u2), query(u2)["meetingID"].clone())
+    );
+}
+
+#[actix_web::test]
+async fn state_changes_and_panics_through_one_instance_reach_the_other() {
+    let Some(cl) = cluster(1).await else { return };
+    let mut cb = cl.b.ws_as("multi", "dave").await;
+    let r = cb
+        .request("bbb.room_url", json!(1), json!({"room": "r0"}), WAIT)
+        .await
+        .unwrap();
+    let url = r[2]["url"].as_str().unwrap().to_owned();
+    let hosting = cl.server_ids[cl.sim_index(&url)];
+    let other = cl.server_ids[1 - cl.sim_index(&url)];
+    // Cordon through A: B stops placing new meetings there.
+    let path = format!("/api/v1/servers/{hosting}/state");
+    assert_eq!(
+        cl.a.admin_post(&path, json!({"state": "cordoned"})).await,
+        200
+    );
+    wait_for("B sees the cordon", async || {
+        cl.b.status()
+            .await
+            .servers
+            .iter()
+            .any(|s| s.id == hosting && s.state == bbb_gateway::db::servers::ServerState::Cordoned)
+    })
+    .await;
+    // Panic through A: B forgets the meeting and re-creates it on the other server.
+    let path = format!("/api/v1/servers/{hosting}/panic");
+    assert_eq!(cl.a.admin_post(&path, json!({})).await, 200);
+    wait_for("B forgets the panicked server's meeting", async || {
+        cl.b.status()
+            .await
+            .servers
+            .iter()
+            .any(|s| s.id == hosting && s.meetings_placed == 0)
+    })
+    .await;
+    let r = cb
+        .request("bbb.room_url", json!(2), json!({"room": "r0"}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r[0], "success", "{r}");
+    let moved = r[2]["url"].as_str().unwrap();
+    assert_eq!(cl.server_ids[cl.sim_index(moved)], other);
+    assert_eq!(
+        query(moved)["meetingID"],
+        query(&url)["meetingID"],
+        "same meeting, new server"
+    );
+    assert!(open_join(moved).await.is_ok());
+}

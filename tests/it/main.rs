@@ -7,6 +7,7 @@ mod bbb_sim;
 mod bench_smoke;
 mod cli;
 mod demo;
+mod faults;
 mod fleet;
 mod helpers;
 mod multi_instance;

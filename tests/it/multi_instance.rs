@@ -24,11 +24,11 @@ use crate::helpers::{test_settings, token_for, WORLD_SECRET};
 const ADMIN: &str = "test-admin-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One running gateway instance.
-struct Instance {
-    port: u16,
-    state: Arc<AppState>,
-    stopper: Stopper,
+/// One running gateway instance (also used by the restart test in `faults`).
+pub(crate) struct Instance {
+    pub port: u16,
+    pub state: Arc<AppState>,
+    pub stopper: Stopper,
 }
 
 impl Drop for Instance {
@@ -39,7 +39,7 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    async fn start(settings: Settings) -> Instance {
+    pub async fn start(settings: Settings) -> Instance {
         let app = Application::build_with(settings, SessionConfig::default())
             .await
             .expect("the gateway starts");
@@ -52,11 +52,11 @@ impl Instance {
         instance
     }
 
-    async fn status(&self) -> FleetStatus {
+    pub async fn status(&self) -> FleetStatus {
         self.state.coordinator.send(GetFleetStatus).await.unwrap()
     }
 
-    async fn ws_as(&self, world: &str, uid: &str) -> WsClient {
+    pub async fn ws_as(&self, world: &str, uid: &str) -> WsClient {
         let url = format!("ws://127.0.0.1:{}/ws/world/{world}/", self.port);
         let mut c = WsClient::connect(&url).await.unwrap();
         let token = token_for(uid, &[], Some(uid));
@@ -68,7 +68,7 @@ impl Instance {
         c
     }
 
-    async fn admin_post(&self, path: &str, body: Value) -> u16 {
+    pub async fn admin_post(&self, path: &str, body: Value) -> u16 {
         let resp = awc::Client::default()
             .post(format!("http://127.0.0.1:{}{path}", self.port))
             .insert_header(("Authorization", format!("Bearer {ADMIN}")))
@@ -80,7 +80,7 @@ impl Instance {
 }
 
 /// Polls `check` every 50 ms until it holds; fails the test after `WAIT`.
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
     while !check().await {
         assert!(
@@ -92,7 +92,7 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 /// A world with `n` BBB rooms `r0…`, everyone may join and moderate.
-fn world(n: usize) -> Value {
+pub(crate) fn world(n: usize) -> Value {
     let rooms: Vec<Value> = (0..n)
         .map(|i| {
             json!({"id": format!("r{i}"), "name": format!("Room {i}"),

@@ -2,6 +2,7 @@
 //! One test binary keeps linking cheap.
 
 mod admin;
+mod bad_input;
 mod bbb_join;
 mod bbb_sim;
 mod bench_smoke;

@@ -159,11 +159,9 @@ async fn raw_text_frame(port: u16, payload: &[u8]) -> Vec<u8> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let req = format!(
-        "GET /ws/world/multi/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+    let req = "GET /ws/world/multi/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
+         Sec-WebSocket-Version: 13\r\n\r\n";
     s.write_all(req.as_bytes()).await.unwrap();
     let mut frame = vec![
         0x81,

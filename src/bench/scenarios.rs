@@ -275,6 +275,11 @@ pub async fn soak(
             r.set("rss_first_kib", m0);
             r.set("rss_last_kib", m1);
             r.set("rss_max_kib", max);
+            // About ten evenly spaced samples, so a plateau (caches filling) can be told from
+            // a steady climb (a leak).
+            let step = (samples.len() / 10).max(1);
+            let series: Vec<u64> = samples.iter().step_by(step).filter_map(|s| s.2).collect();
+            r.set("rss_series_kib", json!(series));
             r.target(
                 "no memory growth (last <= first + 5 % + 1 MiB)",
                 m1 as f64 <= m0 as f64 * 1.05 + 1024.0,

@@ -178,6 +178,17 @@ pub async fn idle(
     opts: &BenchOptions,
     baseline: &Report,
 ) -> anyhow::Result<Report> {
+    if target.measured == super::target::Measured::ThisProcess {
+        // Both ends of every session live in this process: two descriptors each.
+        let need = 2 * n as u64 + 1024;
+        if let Some(limit) = sys::nofile_limit().filter(|l| *l < need) {
+            anyhow::bail!(
+                "idle with {n} sessions in one process needs {need} open files, the limit is \
+                 {limit}: use --gateway child (the gateway then holds only its own ends) or \
+                 fewer --idle-sessions"
+            );
+        }
+    }
     let specs = sessions(target, &target.main, "i", n)?;
     let mut pool = ClientPool::new(opts.client_threads).context("cannot start client threads")?;
     let pid = target.measured.pid();

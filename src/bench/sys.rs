@@ -59,6 +59,16 @@ pub fn thread_cpu() -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// The soft limit of open files now in force.
+pub fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to write into.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+}
+
 /// Raises the soft (and, when allowed, the hard) limit of open files to at least `want`;
 /// returns the soft limit now in force. Both ends of every connection live in this process in
 /// in-process mode, so 10,000 sessions need more than 20,000 descriptors.

@@ -17,7 +17,7 @@ pub struct WorldCache {
     /// Every world id that existed at the last refresh (`None` before the first one). A connect
     /// to an id not in it is answered without a query, so a flood of connects to made-up
     /// worlds cannot load the database; a new world is seen from the next refresh on.
-    known_ids: Arc<RwLock<Option<HashSet<String>>>>,
+    known_ids: Arc<RwLock<Option<(std::time::Instant, HashSet<String>)>>>,
     db: Db,
 }
 
@@ -61,7 +61,7 @@ impl WorldCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_none_or(|ids| ids.contains(id))
+            .is_none_or(|(_, ids)| ids.contains(id))
     }
 
     /// Puts a snapshot in the cache, replacing any other version (after an in-process import,
@@ -90,12 +90,20 @@ impl WorldCache {
     /// Returns how many cached worlds changed. A world that fails to load keeps its old
     /// snapshot (logged), so one bad row does not take a live world away.
     pub async fn refresh(&self) -> Result<usize, DbError> {
+        let started = std::time::Instant::now();
         let versions: HashMap<String, i64> =
             self.db.run(world_versions).await?.into_iter().collect();
-        *self
-            .known_ids
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(versions.keys().cloned().collect());
+        {
+            // Concurrent refreshes: only a read that started later may replace the id set, so
+            // an older read finishing last cannot hide a world imported in between.
+            let mut known = self
+                .known_ids
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if known.as_ref().is_none_or(|(at, _)| *at <= started) {
+                *known = Some((started, versions.keys().cloned().collect()));
+            }
+        }
         let cached: Vec<(String, i64)> = self
             .worlds
             .read()

@@ -10,6 +10,9 @@ use super::snapshot::WorldSnapshot;
 use super::store::{load_snapshot, world_versions};
 use crate::db::{Db, DbError};
 
+/// World ids that existed at a refresh, with the time that refresh's read started.
+type KnownIds = (std::time::Instant, HashSet<String>);
+
 /// Shared, cheap-to-clone cache of world snapshots by world id.
 #[derive(Clone)]
 pub struct WorldCache {
@@ -17,7 +20,7 @@ pub struct WorldCache {
     /// Every world id that existed at the last refresh (`None` before the first one). A connect
     /// to an id not in it is answered without a query, so a flood of connects to made-up
     /// worlds cannot load the database; a new world is seen from the next refresh on.
-    known_ids: Arc<RwLock<Option<(std::time::Instant, HashSet<String>)>>>,
+    known_ids: Arc<RwLock<Option<KnownIds>>>,
     db: Db,
 }
 

@@ -62,7 +62,9 @@ impl LeaderLock {
         }
         let result = self.try_refresh(db);
         if result.is_err() {
-            self.release();
+            // The connection is broken or the database gone: no query on it, just drop it.
+            self.conn = None;
+            self.held = false;
         }
         result
     }
@@ -91,8 +93,14 @@ impl LeaderLock {
         Ok(self.held)
     }
 
-    /// Closes the lock connection (releasing the lock if held).
+    /// Gives the lock up and closes the lock connection. The unlock is explicit because
+    /// PostgreSQL frees a closed session's locks only once its backend has exited, which
+    /// happens after the client has already moved on; a successor must not have to wait for it.
     pub fn release(&mut self) {
+        if let (Some(conn), true) = (&mut self.conn, self.held) {
+            // Best effort: if it fails, closing the session below frees the lock anyway.
+            let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({LEADER_LOCK_KEY})"));
+        }
         self.conn = None;
         self.held = false;
     }

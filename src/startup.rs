@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, Settings};
-use crate::coordinator::{BbbCoordinator, CoordinatorSettings};
+use crate::coordinator::{BbbCoordinator, CoordinatorSettings, WarmJoins};
 use crate::db::Db;
 use crate::metrics::{MeteredBbbApi, Metrics};
 use crate::session::SessionConfig;
@@ -73,22 +73,15 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Starts the coordinator on an arbiter (thread) of its own, with the awc client created there
-/// (awc's client is not `Send`).
-pub fn start_coordinator(
-    settings: &Settings,
-    db: Db,
-    metrics: Arc<Metrics>,
-) -> Addr<BbbCoordinator> {
-    start_coordinator_on(&Arbiter::new().handle(), settings, db, metrics)
-}
-
-/// Starts the coordinator on `arbiter` (stopping the arbiter stops the coordinator).
+/// Starts the coordinator on `arbiter` (stopping the arbiter stops the coordinator), with the
+/// awc client created there (awc's client is not `Send`). It publishes running meetings to
+/// `warm` for the sessions.
 pub fn start_coordinator_on(
     arbiter: &ArbiterHandle,
     settings: &Settings,
     db: Db,
     metrics: Arc<Metrics>,
+    warm: Arc<WarmJoins>,
 ) -> Addr<BbbCoordinator> {
     let client_config = BbbClientConfig {
         connect_timeout: Duration::from_millis(settings.bbb.connect_timeout_ms),
@@ -104,10 +97,11 @@ pub fn start_coordinator_on(
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));
-        BbbCoordinator::new(
+        BbbCoordinator::publishing_to(
             db,
             Rc::new(MeteredBbbApi::new(client, metrics)),
             coordinator_settings,
+            warm,
         )
     })
 }
@@ -130,8 +124,14 @@ impl Application {
         let worlds = WorldCache::new(db.clone());
         let metrics = Arc::new(Metrics::new());
         let coordinator_arbiter = Arbiter::new().handle();
-        let coordinator =
-            start_coordinator_on(&coordinator_arbiter, &settings, db.clone(), metrics.clone());
+        let warm = Arc::new(WarmJoins::default());
+        let coordinator = start_coordinator_on(
+            &coordinator_arbiter,
+            &settings,
+            db.clone(),
+            metrics.clone(),
+            warm.clone(),
+        );
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
@@ -141,6 +141,7 @@ impl Application {
             db,
             worlds: worlds.clone(),
             coordinator,
+            warm,
             session,
             metrics,
             started_at: Instant::now(),

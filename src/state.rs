@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix::Addr;
 
 use crate::config::Settings;
-use crate::coordinator::BbbCoordinator;
+use crate::coordinator::{BbbCoordinator, WarmJoins};
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::session::SessionConfig;
@@ -18,6 +18,8 @@ pub struct AppState {
     pub db: Db,
     pub worlds: WorldCache,
     pub coordinator: Addr<BbbCoordinator>,
+    /// Meetings the coordinator published as running: sessions answer their joins directly.
+    pub warm: Arc<WarmJoins>,
     pub session: SessionConfig,
     pub metrics: Arc<Metrics>,
     pub started_at: Instant,

@@ -189,7 +189,7 @@ pub fn create_params(meeting: &CreateMeeting) -> Vec<(String, String)> {
 
 /// A signed `join` URL for the browser (BBB's order of parameters does not matter, but a stable
 /// one keeps URLs comparable in tests and logs).
-pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams) -> String {
+pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams<'_>) -> String {
     // The hot path of every join: encode straight into the URL (no intermediate list of
     // cloned parameters), hash the query part in place, append the checksum. Byte for byte
     // what `signed_query` produces for the same parameters.
@@ -199,17 +199,17 @@ pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams) -> String {
     let start = url.len();
     {
         let mut q = form_urlencoded::Serializer::for_suffix(&mut url, start);
-        q.append_pair("fullName", &p.full_name)
-            .append_pair("meetingID", &p.meeting_id)
+        q.append_pair("fullName", p.full_name)
+            .append_pair("meetingID", p.meeting_id)
             .append_pair("role", p.role.as_str());
-        if let Some(pw) = &p.password {
+        if let Some(pw) = p.password {
             q.append_pair("password", pw);
         }
-        q.append_pair("userID", &p.user_id);
+        q.append_pair("userID", p.user_id);
         if let Some(t) = p.create_time {
-            q.append_pair("createTime", &t.to_string());
+            q.append_pair("createTime", itoa::Buffer::new().format(t));
         }
-        if let Some(a) = &p.avatar_url {
+        if let Some(a) = p.avatar_url {
             q.append_pair("avatarURL", a);
         }
         if p.guest {
@@ -342,15 +342,15 @@ mod tests {
     #[test]
     fn join_url_order_and_signature() {
         let p = JoinParams {
-            meeting_id: "room 1".into(),
-            full_name: "Ada Lovelace".into(),
-            user_id: "u1".into(),
+            meeting_id: "room 1",
+            full_name: "Ada Lovelace",
+            user_id: "u1",
             role: Role::Moderator,
-            password: Some("mp".into()),
+            password: Some("mp"),
             create_time: Some(42),
-            avatar_url: Some("https://a/x.png".into()),
+            avatar_url: Some("https://a/x.png"),
             guest: false,
-            extra: vec![("userdata-bbb_auto_join_audio".into(), "true".into())],
+            extra: vec![("userdata-bbb_auto_join_audio", "true")],
         };
         let url = join_url(&ep(), &p);
         let (base, query) = url.split_once('?').unwrap();

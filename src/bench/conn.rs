@@ -39,7 +39,7 @@ pub async fn open(client: &awc::Client, url: &str, token: Option<&str>) -> Resul
             .await
             .map_err(|_| "send".to_string())?;
         match next_text(&mut framed).await {
-            Ok(t) if t.starts_with("[\"authenticated\"") => {}
+            Ok(t) if t.starts_with(b"[\"authenticated\"") => {}
             Ok(t) => return Err(error_code(&t)),
             Err(e) => return Err(e),
         }
@@ -48,8 +48,8 @@ pub async fn open(client: &awc::Client, url: &str, token: Option<&str>) -> Resul
 }
 
 /// The `code` of an error frame, or `unexpected` for anything else.
-fn error_code(text: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+fn error_code(text: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
     let code = v
         .as_array()
         .filter(|a| a.first().and_then(|f| f.as_str()) == Some("error"))
@@ -57,8 +57,9 @@ fn error_code(text: &str) -> String {
     code.unwrap_or("unexpected").to_string()
 }
 
-/// The next text frame within [`REPLY_TIMEOUT`], answering pings on the way.
-async fn next_text(framed: &mut Framed) -> Result<String, String> {
+/// The next text frame within [`REPLY_TIMEOUT`], answering pings on the way. Not copied or
+/// decoded: replies are judged by their first bytes.
+async fn next_text(framed: &mut Framed) -> Result<bytes::Bytes, String> {
     let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
     loop {
         match tokio::time::timeout_at(deadline, framed.next()).await {
@@ -66,9 +67,7 @@ async fn next_text(framed: &mut Framed) -> Result<String, String> {
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Frame::Close(_)))) => {
                 return Err("closed".into())
             }
-            Ok(Some(Ok(Frame::Text(t)))) => {
-                return Ok(String::from_utf8_lossy(&t).into_owned());
-            }
+            Ok(Some(Ok(Frame::Text(t)))) => return Ok(t),
             Ok(Some(Ok(Frame::Ping(p)))) => {
                 let _ = framed.send(ws::Message::Pong(p)).await;
             }
@@ -78,8 +77,8 @@ async fn next_text(framed: &mut Framed) -> Result<String, String> {
 }
 
 /// Whether a reply frame is a success (`pong` or `success`); else its error code.
-fn judge(text: &str) -> Result<(), String> {
-    if text.starts_with("[\"pong\"") || text.starts_with("[\"success\"") {
+fn judge(text: &[u8]) -> Result<(), String> {
+    if text.starts_with(b"[\"pong\"") || text.starts_with(b"[\"success\"") {
         Ok(())
     } else {
         Err(error_code(text))
@@ -133,13 +132,13 @@ mod tests {
 
     #[test]
     fn replies_are_judged_by_their_first_element() {
-        assert_eq!(judge(r#"["pong", 1]"#), Ok(()));
-        assert_eq!(judge(r#"["success", 1, {"url": "x"}]"#), Ok(()));
+        assert_eq!(judge(br#"["pong", 1]"#), Ok(()));
+        assert_eq!(judge(br#"["success", 1, {"url": "x"}]"#), Ok(()));
         assert_eq!(
-            judge(r#"["error", 1, {"code": "bbb.failed"}]"#),
+            judge(br#"["error", 1, {"code": "bbb.failed"}]"#),
             Err("bbb.failed".into())
         );
-        assert_eq!(judge(r#"["error", {"code": "x"}]"#), Err("x".into()));
-        assert_eq!(judge("garbage"), Err("unexpected".into()));
+        assert_eq!(judge(br#"["error", {"code": "x"}]"#), Err("x".into()));
+        assert_eq!(judge(b"garbage"), Err("unexpected".into()));
     }
 }

@@ -174,7 +174,7 @@ impl BbbCoordinator {
             creates_sent,
             create_failures,
             creates_saved_by_single_flight,
-            joins_from_memory,
+            joins_from_memory: joins_from_memory + self.warm.served(),
             meetings_moved,
             ends_sent,
             poll_rounds,
@@ -219,7 +219,7 @@ impl Handler<SetServerState> for BbbCoordinator {
             if !res? {
                 return Err(AdminError::UnknownServer(id));
             }
-            if let Some(s) = act.fleet.get_mut(id) {
+            if let Some(mut s) = act.fleet.get_mut(id) {
                 s.row.state = state;
             }
             log::info!("server {id} is now {state}");

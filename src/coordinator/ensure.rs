@@ -169,20 +169,26 @@ impl BbbCoordinator {
     /// other ids replaces memory's, and one another instance placed elsewhere is followed there
     /// (its liveness is then unknown until a create or a poll confirms it).
     pub(super) fn adopt_row(&mut self, row: crate::db::meetings::MeetingRow) {
-        match self.meetings.get_mut(&row.meeting_key) {
-            Some(entry) if entry.meeting_id == row.meeting_id => {
-                if entry.server != row.server() {
-                    log::info!(
-                        "{} was placed on {:?} by another instance; following it",
-                        row.meeting_key,
-                        row.server()
-                    );
+        let known_server = self
+            .meetings
+            .get(&row.meeting_key)
+            .filter(|e| e.meeting_id == row.meeting_id)
+            .map(|e| e.server);
+        match known_server {
+            Some(server) if server == row.server() => {}
+            Some(_) => {
+                log::info!(
+                    "{} was placed on {:?} by another instance; following it",
+                    row.meeting_key,
+                    row.server()
+                );
+                if let Some(mut entry) = self.meetings.get_mut(&row.meeting_key) {
                     entry.server = row.server();
                     entry.live = false;
                     entry.confirmed_at = None;
                 }
             }
-            _ => self.meetings.insert(MeetingEntry::from_row(row)),
+            None => self.meetings.insert(MeetingEntry::from_row(row)),
         }
     }
 
@@ -364,7 +370,7 @@ impl BbbCoordinator {
             .get(server)
             .map(|s| s.endpoint.clone())
             .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
-        let entry = self
+        let mut entry = self
             .meetings
             .get_mut(key)
             .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
@@ -384,7 +390,11 @@ impl BbbCoordinator {
                 }
             });
         }
-        Ok(JoinTarget::new(entry, server, endpoint))
+        let target = JoinTarget::new(&entry, server, endpoint);
+        drop(entry);
+        // Publish at once, so the crowd behind this join is answered by the sessions.
+        self.meetings.known_running(key, &self.fleet);
+        Ok(target)
     }
 
     /// The meeting's server is cordoned: keep it there if it still runs, else move it.

@@ -3,6 +3,8 @@
 //! since.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,6 +13,7 @@ use crate::bbb::{MeetingInfo, ServerEndpoint};
 use crate::db::servers::{ServerRow, ServerState};
 
 use super::placement::{self, Candidate};
+use super::warm::WarmJoins;
 
 /// Load figures of a server's last successful poll.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -135,13 +138,53 @@ impl ServerLive {
     }
 }
 
-/// All servers by id.
+/// Mutable access to one server that withdraws its meetings' published join targets when the
+/// change touched whether or how they are joined (health, state, endpoint).
+pub struct ServerMut<'a> {
+    server: &'a mut ServerLive,
+    before: (bool, ServerEndpoint),
+    warm: &'a WarmJoins,
+}
+
+impl Deref for ServerMut<'_> {
+    type Target = ServerLive;
+    fn deref(&self) -> &ServerLive {
+        self.server
+    }
+}
+
+impl DerefMut for ServerMut<'_> {
+    fn deref_mut(&mut self) -> &mut ServerLive {
+        self.server
+    }
+}
+
+impl Drop for ServerMut<'_> {
+    fn drop(&mut self) {
+        if (self.server.serves_existing(), &self.server.endpoint) != (self.before.0, &self.before.1)
+        {
+            self.warm.withdraw_server(self.server.id());
+        }
+    }
+}
+
+/// All servers by id. A server that stops serving its meetings, or whose endpoint changes,
+/// has their published join targets withdrawn from [`WarmJoins`].
 #[derive(Debug, Default)]
 pub struct Fleet {
     servers: BTreeMap<i32, ServerLive>,
+    warm: Arc<WarmJoins>,
 }
 
 impl Fleet {
+    /// An empty fleet withdrawing from `warm` (shared with the meeting table).
+    pub fn publishing_to(warm: Arc<WarmJoins>) -> Self {
+        Fleet {
+            warm,
+            ..Default::default()
+        }
+    }
+
     /// Applies the registry as read from the database: adds new servers, updates changed ones
     /// (keeping their health), drops removed ones. Returns the ids removed.
     pub fn apply_rows(&mut self, rows: Vec<ServerRow>) -> Vec<i32> {
@@ -154,6 +197,7 @@ impl Fleet {
             .collect();
         for id in &removed {
             self.servers.remove(id);
+            self.warm.withdraw_server(*id);
         }
         for row in rows {
             match self.servers.get_mut(&row.id) {
@@ -161,6 +205,7 @@ impl Fleet {
                     if live.row != row {
                         live.endpoint = row.endpoint();
                         live.row = row;
+                        self.warm.withdraw_server(live.row.id);
                     }
                 }
                 None => {
@@ -176,9 +221,14 @@ impl Fleet {
         self.servers.get(&id)
     }
 
-    /// One server by id, to change it.
-    pub fn get_mut(&mut self, id: i32) -> Option<&mut ServerLive> {
-        self.servers.get_mut(&id)
+    /// One server by id, to change it (see [`ServerMut`]).
+    pub fn get_mut(&mut self, id: i32) -> Option<ServerMut<'_>> {
+        let server = self.servers.get_mut(&id)?;
+        Some(ServerMut {
+            before: (server.serves_existing(), server.endpoint.clone()),
+            server,
+            warm: &self.warm,
+        })
     }
 
     /// Every server, by id.
@@ -297,6 +347,7 @@ impl Fleet {
             (false, true) => Transition::CameOnline,
             (true, false) => {
                 s.reservations.clear();
+                self.warm.withdraw_server(row.server_id);
                 Transition::WentOffline
             }
             _ => Transition::None,
@@ -322,6 +373,7 @@ impl Fleet {
         if s.online && s.consecutive_failures >= unhealthy_after.max(1) {
             s.online = false;
             s.reservations.clear();
+            self.warm.withdraw_server(id);
             return Transition::WentOffline;
         }
         Transition::None

@@ -137,7 +137,7 @@ impl BbbCoordinator {
                 }
             }
             self.adopt_row(row);
-            let (Some(status), Some(entry)) = (status, self.meetings.get_mut(&key)) else {
+            let (Some(status), Some(mut entry)) = (status, self.meetings.get_mut(&key)) else {
                 continue;
             };
             let Some(polled_at) = entry

@@ -116,36 +116,46 @@ pub fn bbb_full_name(user: &UserContext) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-fn common(
-    world: &WorldSnapshot,
-    user: &UserContext,
-    full_name: &str,
-    target: &JoinTarget,
+/// `"true"` / `"false"` without an allocation (join URLs are built on every join).
+fn on(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn common<'a>(
+    world: &'a WorldSnapshot,
+    user: &'a UserContext,
+    full_name: &'a str,
+    target: &'a JoinTarget,
     role: Role,
-) -> JoinParams {
-    let mut extra = vec![
-        kv("userdata-bbb_show_public_chat_on_login", "false"),
-        kv("userdata-bbb_skip_check_audio", "true"),
-    ];
+) -> JoinParams<'a> {
+    let mut extra = Vec::with_capacity(8);
+    extra.extend([
+        ("userdata-bbb_show_public_chat_on_login", "false"),
+        ("userdata-bbb_skip_check_audio", "true"),
+    ]);
     if let Some(url) = world
         .bbb_style_url
         .as_deref()
         .map(str::trim)
         .filter(|u| !u.is_empty())
     {
-        extra.push(kv("userdata-bbb_custom_style_url", url));
+        extra.push(("userdata-bbb_custom_style_url", url));
     }
     JoinParams {
-        meeting_id: target.meeting_id.clone(),
-        full_name: full_name.to_string(),
-        user_id: user.id.clone(),
+        meeting_id: &target.meeting_id,
+        full_name,
+        user_id: &user.id,
         role,
         password: Some(match role {
-            Role::Moderator => target.moderator_pw.clone(),
-            Role::Viewer => target.attendee_pw.clone(),
+            Role::Moderator => &target.moderator_pw,
+            Role::Viewer => &target.attendee_pw,
         }),
         create_time: target.create_time,
-        avatar_url: user.profile.avatar_url.clone(),
+        avatar_url: user.profile.avatar_url.as_deref(),
         guest: false,
         extra,
     }
@@ -153,14 +163,14 @@ fn common(
 
 /// Join parameters for a room: MODERATOR iff `moderator`, else VIEWER (a guest when the room
 /// has a waiting room).
-pub fn room_join(
-    world: &WorldSnapshot,
+pub fn room_join<'a>(
+    world: &'a WorldSnapshot,
     bbb: &BbbRoomConfig,
-    user: &UserContext,
-    full_name: &str,
+    user: &'a UserContext,
+    full_name: &'a str,
     moderator: bool,
-    target: &JoinTarget,
-) -> JoinParams {
+    target: &'a JoinTarget,
+) -> JoinParams<'a> {
     let role = if moderator {
         Role::Moderator
     } else {
@@ -169,29 +179,29 @@ pub fn room_join(
     let mut p = common(world, user, full_name, target, role);
     p.guest = bbb.waiting_room && !moderator;
     p.extra.extend([
-        kv("userdata-bbb_listen_only_mode", flag(!bbb.auto_microphone)),
-        kv("userdata-bbb_auto_share_webcam", flag(bbb.auto_camera)),
-        kv("userdata-bbb_skip_video_preview", flag(bbb.auto_camera)),
-        kv(
+        ("userdata-bbb_listen_only_mode", on(!bbb.auto_microphone)),
+        ("userdata-bbb_auto_share_webcam", on(bbb.auto_camera)),
+        ("userdata-bbb_skip_video_preview", on(bbb.auto_camera)),
+        (
             "userdata-bbb_hide_presentation_on_join",
-            flag(bbb.hide_presentation),
+            on(bbb.hide_presentation),
         ),
     ]);
     p
 }
 
 /// Join parameters for a private call: everyone is MODERATOR, camera and microphone on.
-pub fn call_join(
-    world: &WorldSnapshot,
-    user: &UserContext,
-    full_name: &str,
-    target: &JoinTarget,
-) -> JoinParams {
+pub fn call_join<'a>(
+    world: &'a WorldSnapshot,
+    user: &'a UserContext,
+    full_name: &'a str,
+    target: &'a JoinTarget,
+) -> JoinParams<'a> {
     let mut p = common(world, user, full_name, target, Role::Moderator);
     p.extra.extend([
-        kv("userdata-bbb_auto_share_webcam", "true"),
-        kv("userdata-bbb_listen_only_mode", "false"),
-        kv("userdata-bbb_auto_swap_layout", "true"),
+        ("userdata-bbb_auto_share_webcam", "true"),
+        ("userdata-bbb_listen_only_mode", "false"),
+        ("userdata-bbb_auto_swap_layout", "true"),
     ]);
     p
 }

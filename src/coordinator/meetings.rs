@@ -4,6 +4,8 @@
 //! meeting are answered from here alone.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::distributions::Alphanumeric;
@@ -13,6 +15,7 @@ use crate::bbb::{MeetingInfo, ServerEndpoint};
 use crate::db::meetings::{MeetingRow, UNPLACED};
 
 use super::fleet::Fleet;
+use super::warm::WarmJoins;
 
 /// Key of a room's meeting.
 pub fn room_key(world: &str, room: &str) -> String {
@@ -132,16 +135,80 @@ impl JoinTarget {
     }
 }
 
-/// The table, by key and by BBB meeting id.
+/// What a join URL of an entry depends on; a change withdraws the published target.
+#[derive(PartialEq)]
+struct JoinFields {
+    server: Option<i32>,
+    live: bool,
+    meeting_id: String,
+    attendee_pw: String,
+    moderator_pw: String,
+    create_time: Option<i64>,
+}
+
+impl JoinFields {
+    fn of(e: &MeetingEntry) -> Self {
+        JoinFields {
+            server: e.server,
+            live: e.live,
+            meeting_id: e.meeting_id.clone(),
+            attendee_pw: e.attendee_pw.clone(),
+            moderator_pw: e.moderator_pw.clone(),
+            create_time: e.create_time,
+        }
+    }
+}
+
+/// Mutable access to one entry that withdraws its published join target when the change
+/// touched anything a join URL depends on, so no caller can forget to.
+pub struct EntryMut<'a> {
+    entry: &'a mut MeetingEntry,
+    before: JoinFields,
+    warm: &'a WarmJoins,
+}
+
+impl Deref for EntryMut<'_> {
+    type Target = MeetingEntry;
+    fn deref(&self) -> &MeetingEntry {
+        self.entry
+    }
+}
+
+impl DerefMut for EntryMut<'_> {
+    fn deref_mut(&mut self) -> &mut MeetingEntry {
+        self.entry
+    }
+}
+
+impl Drop for EntryMut<'_> {
+    fn drop(&mut self) {
+        if JoinFields::of(self.entry) != self.before {
+            self.warm.withdraw(&self.entry.key);
+        }
+    }
+}
+
+/// The table, by key and by BBB meeting id. Every running meeting it reports is published to
+/// [`WarmJoins`] for sessions, and withdrawn there by every change that could make it stale.
 #[derive(Debug, Default)]
 pub struct MeetingTable {
     by_key: HashMap<String, MeetingEntry>,
     key_by_meeting_id: HashMap<String, String>,
+    warm: Arc<WarmJoins>,
 }
 
 impl MeetingTable {
+    /// An empty table publishing running meetings to `warm`.
+    pub fn publishing_to(warm: Arc<WarmJoins>) -> Self {
+        MeetingTable {
+            warm,
+            ..Default::default()
+        }
+    }
+
     /// Adds or replaces a meeting.
     pub fn insert(&mut self, entry: MeetingEntry) {
+        self.warm.withdraw(&entry.key);
         if let Some(old) = self.by_key.get(&entry.key) {
             self.key_by_meeting_id.remove(&old.meeting_id);
         }
@@ -155,9 +222,14 @@ impl MeetingTable {
         self.by_key.get(key)
     }
 
-    /// A meeting by key, to change it.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut MeetingEntry> {
-        self.by_key.get_mut(key)
+    /// A meeting by key, to change it (see [`EntryMut`]).
+    pub fn get_mut(&mut self, key: &str) -> Option<EntryMut<'_>> {
+        let entry = self.by_key.get_mut(key)?;
+        Some(EntryMut {
+            before: JoinFields::of(entry),
+            entry,
+            warm: &self.warm,
+        })
     }
 
     /// A meeting by its BBB meeting id (what polls report).
@@ -186,8 +258,15 @@ impl MeetingTable {
     }
 
     /// The join target when the meeting is known to exist on a server that serves it: the
-    /// fast path, no create and no database.
+    /// fast path, no create and no database. It is also published for sessions' warm joins.
     pub fn known_running(&self, key: &str, fleet: &Fleet) -> Option<JoinTarget> {
+        let target = self.running_target(key, fleet)?;
+        self.warm.publish(key, &target);
+        Some(target)
+    }
+
+    /// [`known_running`](Self::known_running) without publishing: the rule alone.
+    pub fn running_target(&self, key: &str, fleet: &Fleet) -> Option<JoinTarget> {
         let entry = self.by_key.get(key)?;
         let server = entry.server?;
         let live = fleet.get(server)?;
@@ -195,8 +274,14 @@ impl MeetingTable {
             .then(|| JoinTarget::new(entry, server, live.endpoint.clone()))
     }
 
+    /// The keys of every meeting (tests check the published table against the rule).
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_key.keys()
+    }
+
     /// Unplaces every meeting on `server` (offline, panic, removed); returns their meeting ids.
     pub fn detach_server(&mut self, server: i32) -> Vec<String> {
+        self.warm.withdraw_server(server);
         self.by_key
             .values_mut()
             .filter(|e| e.server == Some(server))
@@ -231,13 +316,16 @@ impl MeetingTable {
                     if entry.confirmed_at.is_none_or(|c| c < started) {
                         entry.confirmed_at = Some(started);
                     }
-                    if info.create_time > 0 {
+                    if info.create_time > 0 && entry.create_time != Some(info.create_time) {
+                        // Re-created by someone else: URLs with the old createTime are refused.
                         entry.create_time = Some(info.create_time);
+                        self.warm.withdraw(&entry.key);
                     }
                 }
                 None => {
                     if entry.confirmed_at.is_none_or(|c| c < started) {
                         entry.live = false;
+                        self.warm.withdraw(&entry.key);
                     }
                 }
             }
@@ -309,7 +397,7 @@ mod tests {
         // Created after a poll was sent: that poll cannot say it is gone.
         let p2 = Instant::now();
         {
-            let e = t.get_mut("k").unwrap();
+            let mut e = t.get_mut("k").unwrap();
             e.confirmed_at = Some(Instant::now());
         }
         t.apply_poll(1, p2, &[]);

@@ -18,6 +18,7 @@ mod poller;
 pub mod recordings;
 #[cfg(test)]
 mod tests;
+pub mod warm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +46,7 @@ use checks::CallInfo;
 use ensure::MeetingSpec;
 use fleet::Fleet;
 use meetings::{JoinTarget, MeetingTable};
+pub use warm::WarmJoins;
 
 /// Timings and thresholds from the `[bbb]` configuration section.
 #[derive(Debug, Clone)]
@@ -148,17 +150,31 @@ pub struct BbbCoordinator {
     leader: bool,
     /// Meeting ids each server listed in polls whose status is not stored yet.
     pending_seen: Vec<(i32, Vec<String>)>,
+    /// Where running meetings are published for sessions' warm joins.
+    warm: Arc<WarmJoins>,
 }
 
 impl BbbCoordinator {
     /// A coordinator over `db`, talking to BBB through `api`.
     pub fn new(db: Db, api: Rc<dyn BbbApi>, settings: CoordinatorSettings) -> Self {
+        Self::publishing_to(db, api, settings, Arc::default())
+    }
+
+    /// A coordinator that publishes running meetings to `warm`, where sessions answer warm
+    /// joins without a message to the actor (see [`warm`]).
+    pub fn publishing_to(
+        db: Db,
+        api: Rc<dyn BbbApi>,
+        settings: CoordinatorSettings,
+        warm: Arc<WarmJoins>,
+    ) -> Self {
         BbbCoordinator {
             db,
             api,
             settings,
-            fleet: Fleet::default(),
-            meetings: MeetingTable::default(),
+            fleet: Fleet::publishing_to(warm.clone()),
+            meetings: MeetingTable::publishing_to(warm.clone()),
+            warm,
             inflight: HashMap::new(),
             calls: HashMap::new(),
             panic_epochs: HashMap::new(),
@@ -194,15 +210,7 @@ impl BbbCoordinator {
         let key = meetings::room_key(&world.id, &join.room.id);
         if let Some(target) = self.meetings.known_running(&key, &self.fleet) {
             self.stats.joins_from_memory += 1;
-            let params = join_url::room_join(
-                &world,
-                join.bbb,
-                &user,
-                &join.full_name,
-                join.moderator,
-                &target,
-            );
-            let url = crate::bbb::join_url(&target.endpoint, &params);
+            let url = warm::signed_room_url(&world, &user, &join, &target);
             return Box::pin(fut::ready(Ok(json!({ "url": url }))));
         }
         let spec = MeetingSpec::room(&world, join.room, join.bbb);

@@ -243,16 +243,19 @@ impl BbbCoordinator {
                 }
             };
             for (key, meeting_id, stored) in found {
-                let Some(entry) = act.meetings.get_mut(&key) else {
+                let Some(current) = act.meetings.get(&key).map(|e| e.server) else {
                     continue;
                 };
-                if entry.server == Some(server) || act.inflight.contains_key(&key) {
+                if current == Some(server) || act.inflight.contains_key(&key) {
                     continue; // placed here meanwhile
                 }
                 if stored == Some(server) {
                     log::info!(
                         "adopting the placement of {key} on server {server} from the database"
                     );
+                    let Some(mut entry) = act.meetings.get_mut(&key) else {
+                        continue;
+                    };
                     entry.server = Some(server);
                     entry.live = false;
                     entry.confirmed_at = None;
@@ -267,7 +270,7 @@ impl BbbCoordinator {
     /// Asks a server's API index for its BBB version once after it is first seen or comes
     /// back online (a failed ask is retried after the next good poll).
     fn check_version(&mut self, id: i32, ctx: &mut Context<Self>) {
-        let Some(s) = self.fleet.get_mut(id) else {
+        let Some(mut s) = self.fleet.get_mut(id) else {
             return;
         };
         if s.version_checked {
@@ -275,12 +278,13 @@ impl BbbCoordinator {
         }
         s.version_checked = true;
         let reply = self.api.bbb_version(&s.endpoint);
+        drop(s);
         let timeout = self.settings.request_timeout;
         ctx.spawn(
             async move { with_timeout(timeout, reply).await }
                 .into_actor(self)
                 .map(move |res, act, _ctx| {
-                    let Some(s) = act.fleet.get_mut(id) else {
+                    let Some(mut s) = act.fleet.get_mut(id) else {
                         return;
                     };
                     match res {

@@ -21,6 +21,9 @@ pub struct Metrics {
     registry: Registry,
     sessions: IntGauge,
     requests: IntCounterVec,
+    /// `requests{command="bbb.room_url", result="success"}`, resolved once: it is counted on
+    /// every join, and a label lookup hashes both labels under a lock each time.
+    room_url_success: IntCounter,
     bbb_calls: IntCounterVec,
     bbb_latency: HistogramVec,
     creates_sent: IntCounter,
@@ -125,10 +128,12 @@ impl Metrics {
                 &["server", "url", "figure"]
             )
         );
+        let room_url_success = requests.with_label_values(&["bbb.room_url", "success"]);
         Self {
             registry: r,
             sessions,
             requests,
+            room_url_success,
             bbb_calls,
             bbb_latency,
             creates_sent,
@@ -158,6 +163,9 @@ impl Metrics {
 
     /// Counts one answered request; `result` is `success` or the error code.
     pub fn request(&self, command: &str, result: &str) {
+        if (command, result) == ("bbb.room_url", "success") {
+            return self.room_url_success.inc();
+        }
         self.requests.with_label_values(&[command, result]).inc();
     }
 

@@ -20,7 +20,8 @@ use serde_json::json;
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
 use crate::protocol::{
-    error_frame, event_frame, parse_frame, success_frame, ErrorCode, ErrorReply, Request,
+    error_frame, event_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
+    Request,
 };
 use crate::state::AppState;
 use crate::user::UserContext;
@@ -118,7 +119,9 @@ impl WsSession {
             Route::Authenticate => self.authenticate(req, ctx),
             Route::UserUpdate => self.user_update(req, ctx),
             Route::RoomUrl => {
-                self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room")
+                if !self.answer_warm_join(&req, ctx) {
+                    self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room")
+                }
             }
             Route::CallUrl => {
                 self.forward(req, ctx, |call| BbbCommandKind::CallUrl { call }, "call")
@@ -197,6 +200,25 @@ impl WsSession {
             Err(e) => ctx.text(error_frame(id.as_ref(), &e)),
         })
         .spawn(ctx);
+    }
+
+    /// The hot path: a `bbb.room_url` whose checks fail, or whose meeting the coordinator has
+    /// published as running, is answered here without a message to the coordinator. Returns
+    /// whether it was answered.
+    fn answer_warm_join(&mut self, req: &Request, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        let (Some(user), Some(world)) = (&self.user, self.current_world()) else {
+            return false;
+        };
+        let Some(result) = self.app.warm.room_url(&world, user, req.str_field("room")) else {
+            return false;
+        };
+        let (frame, code) = match result {
+            Ok(url) => (url_success_frame(req.id.as_ref(), &url), "success"),
+            Err(e) => (error_frame(req.id.as_ref(), &e), e.code.as_str()),
+        };
+        self.app.metrics.request(&req.action, code);
+        ctx.text(frame);
+        true
     }
 
     fn forward(

@@ -76,6 +76,8 @@ impl BbbApi for NoBbb {
 /// A running session endpoint; the temp database lives as long as it.
 struct Harness {
     port: u16,
+    /// What the coordinator publishes; tests publish meetings here directly.
+    warm: Arc<crate::coordinator::WarmJoins>,
     _db: TestDb,
 }
 
@@ -100,7 +102,8 @@ async fn harness(session: SessionConfig) -> Harness {
     let worlds = WorldCache::new(db.clone());
     worlds.refresh().await.expect("refresh");
     let settings = Settings::load_with_env(None, Vec::new()).expect("defaults");
-    let coordinator = BbbCoordinator::new(
+    let warm = Arc::new(crate::coordinator::WarmJoins::default());
+    let coordinator = BbbCoordinator::publishing_to(
         db.clone(),
         Rc::new(NoBbb),
         CoordinatorSettings {
@@ -110,6 +113,7 @@ async fn harness(session: SessionConfig) -> Harness {
             create_retry_servers: 1,
             request_timeout: Duration::from_secs(1),
         },
+        warm.clone(),
     )
     .start();
     let state = web::Data::new(AppState {
@@ -117,6 +121,7 @@ async fn harness(session: SessionConfig) -> Harness {
         db,
         worlds,
         coordinator,
+        warm: warm.clone(),
         session,
         metrics: Arc::new(Metrics::new()),
         started_at: Instant::now(),
@@ -131,7 +136,7 @@ async fn harness(session: SessionConfig) -> Harness {
     .expect("bind");
     let port = server.addrs()[0].port();
     actix_web::rt::spawn(server.run());
-    Harness { port, _db: t }
+    Harness { port, warm, _db: t }
 }
 
 impl Harness {
@@ -334,6 +339,60 @@ async fn command_routing_echoes_ids() {
         ask(&mut c, json!(["bbb.room_url", 3, {"room": "x"}])).await,
         json!(["error", 3, {"code": "room.unknown"}])
     );
+}
+
+#[actix_web::test]
+async fn published_meetings_are_joined_by_the_session_itself() {
+    let h = harness(SessionConfig {
+        max_in_flight: 1,
+        ..SessionConfig::default()
+    })
+    .await;
+    let mut c = h.member("m").await;
+    c.send(&json!(["user.update", 1, {"profile": {"display_name": "M"}}]))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut c).await, json!(["success", 1, {}]));
+    h.warm.publish(
+        "room:w:r",
+        &crate::coordinator::meetings::JoinTarget {
+            server_id: 1,
+            endpoint: ServerEndpoint {
+                base_url: "https://bbb.test/bigbluebutton".into(),
+                secret: crate::bbb::Secret::new("s"),
+                algorithm: crate::bbb::ChecksumAlgorithm::Sha256,
+            },
+            meeting_id: "mid".into(),
+            attendee_pw: "ap".into(),
+            moderator_pw: "mp".into(),
+            create_time: Some(7),
+        },
+    );
+    // More joins at once than the in-flight limit: none waits for the coordinator (which has
+    // no server and would answer bbb.failed), so none is refused.
+    for id in 0..5 {
+        c.send(&json!(["bbb.room_url", id, {"room": "r"}]))
+            .await
+            .unwrap();
+    }
+    for id in 0..5 {
+        let reply = next(&mut c).await;
+        assert_eq!((&reply[0], &reply[1]), (&json!("success"), &json!(id)));
+        let url = reply[2]["url"].as_str().expect("url");
+        assert!(
+            url.starts_with("https://bbb.test/bigbluebutton/api/join?"),
+            "{url}"
+        );
+        assert!(
+            url.contains("meetingID=mid") && url.contains("createTime=7"),
+            "{url}"
+        );
+    }
+    assert_eq!(h.warm.served(), 5);
+    // Withdrawn: back to the coordinator, which cannot create it.
+    h.warm.withdraw("room:w:r");
+    let reply = ask(&mut c, json!(["bbb.room_url", 9, {"room": "r"}])).await;
+    assert_eq!(reply[2]["code"], "bbb.failed");
 }
 
 #[actix_web::test]

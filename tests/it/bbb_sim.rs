@@ -87,19 +87,19 @@ async fn get(url: &str) -> (u16, Option<String>, String) {
     )
 }
 
-fn join_params(meeting_id: &str, role: Role, create_time: Option<i64>) -> JoinParams {
+fn join_params(meeting_id: &str, role: Role, create_time: Option<i64>) -> JoinParams<'_> {
     JoinParams {
-        meeting_id: meeting_id.into(),
-        full_name: "Ada Lovelace".into(),
-        user_id: "u1".into(),
+        meeting_id,
+        full_name: "Ada Lovelace",
+        user_id: "u1",
         role,
         password: None,
         create_time,
-        avatar_url: Some("https://example.org/a.png".into()),
+        avatar_url: Some("https://example.org/a.png"),
         guest: false,
         extra: vec![
-            ("userdata-bbb_auto_join_audio".into(), "true".into()),
-            ("redirect".into(), "false".into()),
+            ("userdata-bbb_auto_join_audio", "true"),
+            ("redirect", "false"),
         ],
     }
 }
@@ -152,7 +152,7 @@ async fn create_join_and_poll_round_trip() {
     );
     assert!(get(&stale).await.2.contains("mismatchCreateTimeParam"));
     let mut bad_pw = join_params("room-1", Role::Viewer, None);
-    bad_pw.password = Some("wrong".into());
+    bad_pw.password = Some("wrong");
     assert!(get(&join_url(&ep, &bad_pw))
         .await
         .2

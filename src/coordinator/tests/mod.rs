@@ -7,6 +7,8 @@ mod joins;
 mod measure;
 mod placement_actor;
 mod recordings_actor;
+mod warm_actor;
+mod warm_invariant;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -25,7 +27,7 @@ use crate::world::WorldSnapshot;
 
 use super::{
     BbbCommand, BbbCommandKind, BbbCoordinator, CoordinatorSettings, FleetStatus, GetFleetStatus,
-    PollNow,
+    PollNow, WarmJoins,
 };
 use fake::FakeBbb;
 
@@ -95,6 +97,8 @@ pub(super) struct Harness {
     pub db: Db,
     pub fake: FakeBbb,
     pub addr: Addr<BbbCoordinator>,
+    /// What the coordinator publishes; `room_url` asks it first, as a session does.
+    pub warm: Arc<WarmJoins>,
     pub ids: Vec<i32>,
     pub world: Arc<WorldSnapshot>,
     _dir: tempfile::TempDir,
@@ -130,11 +134,19 @@ impl Harness {
                 ids.push(row.id);
             }
         }
-        let addr = BbbCoordinator::new(db.clone(), Rc::new(fake.clone()), settings).start();
+        let warm = Arc::new(WarmJoins::default());
+        let addr = BbbCoordinator::publishing_to(
+            db.clone(),
+            Rc::new(fake.clone()),
+            settings,
+            warm.clone(),
+        )
+        .start();
         let h = Harness {
             db,
             fake,
             addr,
+            warm,
             ids,
             world: world_with(extra_rooms),
             _dir: dir,
@@ -145,8 +157,14 @@ impl Harness {
 
     /// A second coordinator on the same database and BBB fleet (a restart).
     pub fn restart(&mut self) {
-        self.addr =
-            BbbCoordinator::new(self.db.clone(), Rc::new(self.fake.clone()), settings()).start();
+        self.warm = Arc::new(WarmJoins::default());
+        self.addr = BbbCoordinator::publishing_to(
+            self.db.clone(),
+            Rc::new(self.fake.clone()),
+            settings(),
+            self.warm.clone(),
+        )
+        .start();
     }
 
     pub async fn poll(&self) {
@@ -172,7 +190,13 @@ impl Harness {
             .expect("coordinator")
     }
 
+    /// `bbb.room_url` as a session does it: answered from the published warm joins when it
+    /// can be, else by the coordinator. Every test joining through here so also checks that
+    /// nothing stale is ever published.
     pub async fn room_url(&self, user: &Arc<UserContext>, room: &str) -> Result<Value, ErrorReply> {
+        if let Some(answer) = self.warm.room_url(&self.world, user, Some(room)) {
+            return answer.map(|url| json!({ "url": url }));
+        }
         self.send(
             user,
             BbbCommandKind::RoomUrl {

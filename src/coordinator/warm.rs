@@ -1,0 +1,173 @@
+//! Warm joins without an actor hop. The coordinator publishes here the join target of every
+//! meeting it has just found running, and withdraws it whenever anything that decision rests on
+//! changes (the meeting's server, ids, liveness or createTime; the server's health, state or
+//! endpoint). A session answers `bbb.room_url` for a published meeting itself: the permission
+//! checks and the signing are pure functions over its world snapshot, so the hot path of a
+//! keynote start touches neither the coordinator's mailbox nor the database nor the network.
+//!
+//! Only the coordinator writes, from its own thread, so publish and withdraw happen in the same
+//! order as the coordinator's state changes. A session that reads an entry just before it is
+//! withdrawn gets the answer the coordinator would have given had the join arrived a moment
+//! earlier: the same guarantee its mailbox gave.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::protocol::ErrorReply;
+use crate::user::UserContext;
+use crate::world::WorldSnapshot;
+
+use super::checks::{self, RoomJoin};
+use super::join_url;
+use super::meetings::{room_key, JoinTarget};
+
+/// The published running meetings, by meeting key (`room:{world}:{room}` / `call:{id}`).
+#[derive(Debug, Default)]
+pub struct WarmJoins {
+    targets: RwLock<HashMap<String, Arc<JoinTarget>>>,
+    /// Joins sessions answered from here (the coordinator adds them to `joins_from_memory`).
+    served: AtomicU64,
+}
+
+impl WarmJoins {
+    /// The published target of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Arc<JoinTarget>> {
+        self.read().get(key).cloned()
+    }
+
+    /// How many meetings are published.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// No meeting is published.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Joins answered by sessions from here so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Coordinator only: `key`'s meeting is running at `target`.
+    pub(crate) fn publish(&self, key: &str, target: &JoinTarget) {
+        let mut map = self.write();
+        match map.get(key) {
+            Some(current) if **current == *target => {}
+            _ => {
+                map.insert(key.to_string(), Arc::new(target.clone()));
+            }
+        }
+    }
+
+    /// Coordinator only: `key`'s meeting may have changed; sessions must ask again.
+    pub(crate) fn withdraw(&self, key: &str) {
+        if self.read().contains_key(key) {
+            self.write().remove(key);
+        }
+    }
+
+    /// Coordinator only: server `id` may have changed (health, state, endpoint, removal).
+    pub(crate) fn withdraw_server(&self, id: i32) {
+        self.write().retain(|_, t| t.server_id != id);
+    }
+
+    /// A session's `bbb.room_url` done in place: `Some(Err)` for a failed check (they need no
+    /// BBB), `Some(Ok(url))` for a published meeting, `None` when the coordinator must decide
+    /// (the meeting may need a create).
+    pub fn room_url(
+        &self,
+        world: &WorldSnapshot,
+        user: &UserContext,
+        room: Option<&str>,
+    ) -> Option<Result<String, ErrorReply>> {
+        let join = match checks::room_join(world, user, room) {
+            Ok(join) => join,
+            Err(e) => return Some(Err(e)),
+        };
+        let target = self.get(&room_key(&world.id, &join.room.id))?;
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Some(Ok(signed_room_url(world, user, &join, &target)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<JoinTarget>>> {
+        // Nothing panics while holding the lock, and the map stays consistent if it did.
+        self.targets.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<JoinTarget>>> {
+        self.targets.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The signed join URL of a room join that passed the checks, at `target`.
+pub fn signed_room_url(
+    world: &WorldSnapshot,
+    user: &UserContext,
+    join: &RoomJoin<'_>,
+    target: &JoinTarget,
+) -> String {
+    let params = join_url::room_join(
+        world,
+        join.bbb,
+        user,
+        &join.full_name,
+        join.moderator,
+        target,
+    );
+    crate::bbb::join_url(&target.endpoint, &params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bbb::{ChecksumAlgorithm, Secret, ServerEndpoint};
+
+    fn target(server_id: i32, meeting_id: &str) -> JoinTarget {
+        JoinTarget {
+            server_id,
+            endpoint: ServerEndpoint {
+                base_url: format!("https://bbb{server_id}.example/bigbluebutton"),
+                secret: Secret::new("s"),
+                algorithm: ChecksumAlgorithm::Sha256,
+            },
+            meeting_id: meeting_id.into(),
+            attendee_pw: "ap".into(),
+            moderator_pw: "mp".into(),
+            create_time: Some(1),
+        }
+    }
+
+    #[test]
+    fn publish_withdraw_and_withdraw_server() {
+        let w = WarmJoins::default();
+        w.publish("a", &target(1, "m1"));
+        w.publish("b", &target(1, "m2"));
+        w.publish("c", &target(2, "m3"));
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.get("a").map(|t| t.meeting_id.clone()), Some("m1".into()));
+        w.withdraw("a");
+        assert!(w.get("a").is_none());
+        w.withdraw_server(1);
+        assert!(w.get("b").is_none());
+        assert!(w.get("c").is_some(), "other servers' meetings stay");
+        w.withdraw("never-published");
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn republishing_a_changed_target_replaces_it() {
+        let w = WarmJoins::default();
+        w.publish("a", &target(1, "m1"));
+        let first = w.get("a");
+        w.publish("a", &target(1, "m1"));
+        assert!(
+            Arc::ptr_eq(&first.clone().unwrap(), &w.get("a").unwrap()),
+            "same target kept"
+        );
+        w.publish("a", &target(2, "m1"));
+        assert_eq!(w.get("a").map(|t| t.server_id), Some(2));
+    }
+}

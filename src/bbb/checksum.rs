@@ -9,29 +9,99 @@ use super::types::{ChecksumAlgorithm, Secret, ServerEndpoint};
 
 /// `lowercase_hex(HASH(call_name + query + secret))`, as BBB computes it.
 pub fn checksum(algo: ChecksumAlgorithm, call_name: &str, query: &str, secret: &Secret) -> String {
-    fn run<D: Digest>(call: &str, query: &str, secret: &str) -> String {
+    let mut out = String::with_capacity(128);
+    out.push_str(query);
+    push_checksum_of(&mut out, 0, algo, call_name, secret);
+    out.split_off(query.len())
+}
+
+/// Appends the checksum of the query `out[query_start..]` to `out`, with no copy of the query:
+/// join URLs are signed on every join.
+pub fn push_checksum_of(
+    out: &mut String,
+    query_start: usize,
+    algo: ChecksumAlgorithm,
+    call_name: &str,
+    secret: &Secret,
+) {
+    fn run<D: Digest>(out: &mut String, start: usize, call: &str, secret: &str) {
         let mut d = D::new();
         d.update(call.as_bytes());
-        d.update(query.as_bytes());
+        d.update(out.as_bytes().get(start..).unwrap_or_default());
         d.update(secret.as_bytes());
-        hex::encode(d.finalize())
+        let digest = d.finalize();
+        push_hex(out, &digest);
     }
     let s = secret.expose();
     match algo {
-        ChecksumAlgorithm::Sha1 => run::<Sha1>(call_name, query, s),
-        ChecksumAlgorithm::Sha256 => run::<Sha256>(call_name, query, s),
-        ChecksumAlgorithm::Sha384 => run::<Sha384>(call_name, query, s),
-        ChecksumAlgorithm::Sha512 => run::<Sha512>(call_name, query, s),
+        ChecksumAlgorithm::Sha1 => run::<Sha1>(out, query_start, call_name, s),
+        ChecksumAlgorithm::Sha256 => run::<Sha256>(out, query_start, call_name, s),
+        ChecksumAlgorithm::Sha384 => run::<Sha384>(out, query_start, call_name, s),
+        ChecksumAlgorithm::Sha512 => run::<Sha512>(out, query_start, call_name, s),
     }
+}
+
+/// Lowercase hex, as BBB compares it.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
+/// Bytes `application/x-www-form-urlencoded` keeps as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_')
+}
+
+/// Appends `s` form-urlencoded: alphanumerics and `*-._` kept, space as `+`, every other byte
+/// of its UTF-8 as uppercase `%XX`. The same bytes as the `form_urlencoded` crate (a property
+/// test checks it), copying runs of plain characters at once.
+pub fn push_form_encoded(out: &mut String, s: &str) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut plain_from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if is_unreserved(b) {
+            continue;
+        }
+        // `plain_from..i` holds only ASCII, so both ends are character boundaries.
+        if let Some(run) = s.get(plain_from..i) {
+            out.push_str(run);
+        }
+        if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        plain_from = i + 1;
+    }
+    if let Some(run) = s.get(plain_from..) {
+        out.push_str(run);
+    }
+}
+
+/// Appends `key=value` (encoded), preceded by `&` unless `out` ends with the query's start.
+pub fn push_pair(out: &mut String, query_start: usize, key: &str, value: &str) {
+    if out.len() > query_start {
+        out.push('&');
+    }
+    push_form_encoded(out, key);
+    out.push('=');
+    push_form_encoded(out, value);
 }
 
 /// `application/x-www-form-urlencoded` query (space as `+`), the encoding BBB's docs use.
 pub fn build_query(params: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
-    let mut ser = form_urlencoded::Serializer::new(String::new());
+    let mut query = String::new();
     for (k, v) in params {
-        ser.append_pair(k.as_ref(), v.as_ref());
+        push_pair(&mut query, 0, k.as_ref(), v.as_ref());
     }
-    ser.finish()
+    query
 }
 
 /// The query string to send: the encoded parameters plus `checksum=` computed over exactly them.
@@ -293,7 +363,57 @@ mod tests {
         }
     }
 
+    /// The `form_urlencoded` crate's encoding, the reference for ours.
+    fn reference_query(params: &[(String, String)]) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            ser.append_pair(k, v);
+        }
+        ser.finish()
+    }
+
+    #[test]
+    fn form_encoding_matches_the_reference_on_tricky_input() {
+        for s in [
+            "",
+            " ",
+            "a b+c&d=e",
+            "ü€😀",
+            "%41",
+            "*-._~!'()",
+            "\u{0}\u{7f}\u{80}",
+            "Ada: \"q\"",
+        ] {
+            let mut ours = String::new();
+            push_form_encoded(&mut ours, s);
+            assert_eq!(
+                ours,
+                form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>(),
+                "{s:?}"
+            );
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn form_encoding_matches_the_reference(params in proptest::collection::vec((".*", ".*"), 0..5)) {
+            proptest::prop_assert_eq!(build_query(&params), reference_query(&params));
+        }
+
+        #[test]
+        fn hex_checksums_match_the_reference(q in ".*", s in ".+") {
+            let secret = Secret::new(s.clone());
+            for algo in ChecksumAlgorithm::ALL {
+                let expected = match algo {
+                    ChecksumAlgorithm::Sha1 => hex::encode(Sha1::digest(format!("join{q}{s}"))),
+                    ChecksumAlgorithm::Sha256 => hex::encode(Sha256::digest(format!("join{q}{s}"))),
+                    ChecksumAlgorithm::Sha384 => hex::encode(Sha384::digest(format!("join{q}{s}"))),
+                    ChecksumAlgorithm::Sha512 => hex::encode(Sha512::digest(format!("join{q}{s}"))),
+                };
+                proptest::prop_assert_eq!(checksum(algo, "join", &q, &secret), expected);
+            }
+        }
+
         #[test]
         fn verify_never_panics(call in ".*", q in ".*", sum in ".*", s in ".*") {
             let _ = verify(&call, &q, &sum, &Secret::new(s), &ChecksumAlgorithm::ALL);

@@ -9,7 +9,7 @@ use awc::http::StatusCode;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::checksum::signed_query;
+use super::checksum::{push_checksum_of, push_pair, signed_query};
 use super::types::{
     BbbApi, BbbError, CreateMeeting, CreateResponse, JoinParams, MeetingInfo, Recording,
     ServerEndpoint,
@@ -197,36 +197,43 @@ pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams<'_>) -> String {
     url.push_str(&endpoint.base_url);
     url.push_str("/api/join?");
     let start = url.len();
-    {
-        let mut q = form_urlencoded::Serializer::for_suffix(&mut url, start);
-        q.append_pair("fullName", p.full_name)
-            .append_pair("meetingID", p.meeting_id)
-            .append_pair("role", p.role.as_str());
-        if let Some(pw) = p.password {
-            q.append_pair("password", pw);
-        }
-        q.append_pair("userID", p.user_id);
-        if let Some(t) = p.create_time {
-            q.append_pair("createTime", itoa::Buffer::new().format(t));
-        }
-        if let Some(a) = p.avatar_url {
-            q.append_pair("avatarURL", a);
-        }
-        if p.guest {
-            q.append_pair("guest", "true");
-        }
-        for (k, v) in &p.extra {
-            q.append_pair(k, v);
-        }
-        q.finish();
+    let mut pair = |k: &str, v: &str| push_pair(&mut url, start, k, v);
+    pair("fullName", p.full_name);
+    pair("meetingID", p.meeting_id);
+    pair("role", p.role.as_str());
+    if let Some(pw) = p.password {
+        pair("password", pw);
     }
-    let query = &url[start..];
-    let sum = super::checksum::checksum(endpoint.algorithm, "join", query, &endpoint.secret);
-    if !query.is_empty() {
-        url.push('&');
+    pair("userID", p.user_id);
+    if let Some(t) = p.create_time {
+        pair("createTime", itoa::Buffer::new().format(t));
     }
-    url.push_str("checksum=");
-    url.push_str(&sum);
+    if let Some(a) = p.avatar_url {
+        pair("avatarURL", a);
+    }
+    if p.guest {
+        pair("guest", "true");
+    }
+    for (k, v) in &p.extra {
+        pair(k, v);
+    }
+    // Hash the query as it stands in the URL, then append the digest after it.
+    let end = url.len();
+    push_checksum_of(
+        &mut url,
+        start,
+        endpoint.algorithm,
+        "join",
+        &endpoint.secret,
+    );
+    url.insert_str(
+        end,
+        if end > start {
+            "&checksum="
+        } else {
+            "checksum="
+        },
+    );
     url
 }
 

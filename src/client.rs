@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use actix_http::ws::Item;
 use actix_web::web::Bytes;
 use awc::ws::{self, Frame};
 use futures_util::{SinkExt, StreamExt};
@@ -26,9 +27,55 @@ pub enum Closed {
     NotJson,
 }
 
+/// Largest message put back together from fragments (as the largest frame accepted).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Puts fragmented text messages back together: the gateway sends large frames (such as
+/// `authenticated` for a world with many rooms) as WebSocket fragments.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    partial: Option<actix_web::web::BytesMut>,
+}
+
+impl Reassembler {
+    /// Takes one fragment; returns the whole message when this was its last fragment. Binary
+    /// messages, fragments without a start and oversized messages are dropped.
+    pub fn push(&mut self, item: Item) -> Option<Bytes> {
+        match item {
+            Item::FirstText(b) => {
+                self.partial = Some(actix_web::web::BytesMut::from(&b[..]));
+                None
+            }
+            Item::FirstBinary(_) => {
+                self.partial = None;
+                None
+            }
+            Item::Continue(b) => {
+                self.append(&b);
+                None
+            }
+            Item::Last(b) => {
+                self.append(&b);
+                self.partial.take().map(|p| p.freeze())
+            }
+        }
+    }
+
+    fn append(&mut self, b: &[u8]) {
+        if let Some(p) = self.partial.as_mut() {
+            if p.len() + b.len() > MAX_MESSAGE_BYTES {
+                self.partial = None;
+            } else {
+                p.extend_from_slice(b);
+            }
+        }
+    }
+}
+
 /// One WebSocket connection speaking JSON frames.
 pub struct WsClient {
     conn: Framed,
+    fragments: Reassembler,
 }
 
 impl WsClient {
@@ -40,7 +87,10 @@ impl WsClient {
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-        Ok(WsClient { conn })
+        Ok(WsClient {
+            conn,
+            fragments: Reassembler::default(),
+        })
     }
 
     async fn send_message(&mut self, m: ws::Message) -> Result<(), Closed> {
@@ -73,6 +123,11 @@ impl WsClient {
                 Ok(None) | Ok(Some(Err(_))) => return Err(Closed::Eof),
                 Ok(Some(Ok(Frame::Text(t)))) => {
                     return serde_json::from_slice(&t).map_err(|_| Closed::NotJson)
+                }
+                Ok(Some(Ok(Frame::Continuation(item)))) => {
+                    if let Some(t) = self.fragments.push(item) {
+                        return serde_json::from_slice(&t).map_err(|_| Closed::NotJson);
+                    }
                 }
                 Ok(Some(Ok(Frame::Close(reason)))) => {
                     return Err(Closed::Code(reason.map(|r| u16::from(r.code))))

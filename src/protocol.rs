@@ -172,11 +172,6 @@ pub fn error_frame(id: Option<&Value>, err: &ErrorReply) -> String {
     frame("error", id, err.payload())
 }
 
-/// A server-initiated event such as `["authenticated", {...}]`.
-pub fn event_frame(name: &str, payload: Value) -> String {
-    json!([name, payload]).to_string()
-}
-
 fn frame(kind: &str, id: Option<&Value>, payload: Value) -> String {
     match id {
         Some(id) => json!([kind, id, payload]).to_string(),

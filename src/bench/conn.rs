@@ -61,6 +61,8 @@ fn error_code(text: &[u8]) -> String {
 /// decoded: replies are judged by their first bytes.
 async fn next_text(framed: &mut Framed) -> Result<bytes::Bytes, String> {
     let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+    // A message the gateway sent in fragments, being put back together.
+    let mut fragments = crate::client::Reassembler::default();
     loop {
         match tokio::time::timeout_at(deadline, framed.next()).await {
             Err(_) => return Err("timeout".into()),
@@ -68,6 +70,11 @@ async fn next_text(framed: &mut Framed) -> Result<bytes::Bytes, String> {
                 return Err("closed".into())
             }
             Ok(Some(Ok(Frame::Text(t)))) => return Ok(t),
+            Ok(Some(Ok(Frame::Continuation(item)))) => {
+                if let Some(t) = fragments.push(item) {
+                    return Ok(t);
+                }
+            }
             Ok(Some(Ok(Frame::Ping(p)))) => {
                 let _ = framed.send(ws::Message::Pong(p)).await;
             }

@@ -1,12 +1,12 @@
 //! The `authenticate` and `user.update` commands: the only places a session touches the
 //! database; everything they produce is kept in memory for the session's hot path.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::{verify_token, AuthError};
 use crate::db::users::{self, UserRow};
 use crate::db::Db;
-use crate::permissions::{room_permissions, world_permissions, Moderation, Permission};
+use crate::permissions::{world_permissions, Moderation, Permission};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::{Profile, UserContext};
 use crate::world::WorldSnapshot;
@@ -99,45 +99,6 @@ fn db_error(e: crate::db::DbError) -> ErrorReply {
     )
 }
 
-/// The `authenticated` event payload: the user, the world and the rooms this user may view.
-pub fn authenticated_payload(world: &WorldSnapshot, user: &UserContext) -> Value {
-    let subject = user.subject();
-    let world_perms = world_permissions(world, &subject);
-    let rooms: Vec<Value> = world
-        .rooms
-        .iter()
-        .filter_map(|room| {
-            let perms = room_permissions(world, room, &subject);
-            if !perms.contains(Permission::RoomView) {
-                return None;
-            }
-            let modules: Vec<Value> = room
-                .modules
-                .iter()
-                .map(|m| json!({"type": m.module_type, "config": {}}))
-                .collect();
-            Some(json!({
-                "id": room.id,
-                "name": room.name,
-                "modules": modules,
-                "permissions": perms.names().collect::<Vec<_>>(),
-            }))
-        })
-        .collect();
-    json!({
-        "user.config": {
-            "id": user.id,
-            "profile": user.profile.to_json(),
-            "traits": user.traits,
-        },
-        "world.config": {
-            "world": {"id": world.id, "title": world.title},
-            "permissions": world_perms.names().collect::<Vec<_>>(),
-            "rooms": rooms,
-        }
-    })
-}
-
 /// Validates a `user.update` payload into the new profile.
 pub fn parse_profile_update(payload: &Value, current: &Profile) -> Result<Profile, ErrorReply> {
     let invalid = |m: &str| ErrorReply::with_message(ErrorCode::InvalidMessage, m);
@@ -194,6 +155,7 @@ pub async fn store_profile(db: &Db, user_id: String, profile: &Profile) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn profile_updates_are_validated() {

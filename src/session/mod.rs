@@ -3,7 +3,9 @@
 //! only turns their answers into frames (actix's `websockets/chat` split).
 
 pub mod authenticate;
+pub mod authenticated;
 pub mod limits;
+pub mod outbox;
 pub mod routing;
 #[cfg(test)]
 mod tests;
@@ -15,18 +17,19 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, ContextFutureSpawner, StreamHandler,
     WrapFuture,
 };
+use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::json;
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
 use crate::protocol::{
-    error_frame, event_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
-    Request,
+    error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply, Request,
 };
 use crate::state::AppState;
 use crate::user::UserContext;
 use crate::world::WorldSnapshot;
 use limits::InvalidFrameLimiter;
+use outbox::{Outbox, Write};
 use routing::{route, Route};
 
 /// Timing and abuse limits of a session; tests shorten them.
@@ -68,6 +71,8 @@ pub struct WsSession {
     in_flight: usize,
     last_heard: Instant,
     limiter: InvalidFrameLimiter,
+    /// Every text frame to the client goes through it (see [`outbox`]).
+    outbox: Outbox,
 }
 
 impl WsSession {
@@ -83,6 +88,7 @@ impl WsSession {
             in_flight: 0,
             last_heard: Instant::now(),
             limiter,
+            outbox: Outbox::default(),
         }
     }
 
@@ -95,10 +101,13 @@ impl WsSession {
     }
 
     fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
-        ctx.text(error_frame(
-            None,
-            &ErrorReply::with_message(ErrorCode::InvalidMessage, message),
-        ));
+        self.send(
+            ctx,
+            error_frame(
+                None,
+                &ErrorReply::with_message(ErrorCode::InvalidMessage, message),
+            ),
+        );
         if self.limiter.record(Instant::now()) {
             log::info!("closing a session that sent too many invalid frames");
             ctx.close(Some(CloseReason {
@@ -115,7 +124,7 @@ impl WsSession {
             Err(message) => return self.invalid(ctx, &message),
         };
         match route(&req, self.user.is_some()) {
-            Route::Pong => ctx.text(json!(["pong", req.payload]).to_string()),
+            Route::Pong => self.send(ctx, json!(["pong", req.payload]).to_string()),
             Route::Authenticate => self.authenticate(req, ctx),
             Route::UserUpdate => self.user_update(req, ctx),
             Route::RoomUrl => {
@@ -131,20 +140,26 @@ impl WsSession {
             }
             Route::Reject(code) => {
                 self.app.metrics.request("other", code.as_str());
-                ctx.text(error_frame(req.id.as_ref(), &code.into()))
+                self.send(ctx, error_frame(req.id.as_ref(), &code.into()))
             }
         }
     }
 
     fn authenticate(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(world) = self.current_world() else {
-            return ctx.text(error_frame(None, &ErrorCode::WorldUnknown.into()));
+            return self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
         };
         if self.authenticating {
-            return ctx.text(error_frame(
-                None,
-                &ErrorReply::with_message(ErrorCode::InvalidMessage, "authentication in progress"),
-            ));
+            return self.send(
+                ctx,
+                error_frame(
+                    None,
+                    &ErrorReply::with_message(
+                        ErrorCode::InvalidMessage,
+                        "authentication in progress",
+                    ),
+                ),
+            );
         }
         self.authenticating = true;
         let db = self.app.db.clone();
@@ -157,13 +172,11 @@ impl WsSession {
             act.authenticating = false;
             match result {
                 Ok(user) => {
-                    ctx.text(event_frame(
-                        "authenticated",
-                        authenticate::authenticated_payload(&world, &user),
-                    ));
+                    let f = authenticated::authenticated_frame(&world, &user);
+                    act.send(ctx, f);
                     act.user = Some(Arc::new(user));
                 }
-                Err(e) => ctx.text(error_frame(None, &e)),
+                Err(e) => act.send(ctx, error_frame(None, &e)),
             }
         })
         .spawn(ctx);
@@ -171,14 +184,14 @@ impl WsSession {
 
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(user) = self.user.clone() else {
-            return ctx.text(error_frame(
-                req.id.as_ref(),
-                &ErrorCode::Unauthenticated.into(),
-            ));
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
+            );
         };
         let profile = match authenticate::parse_profile_update(&req.payload, &user.profile) {
             Ok(p) => p,
-            Err(e) => return ctx.text(error_frame(req.id.as_ref(), &e)),
+            Err(e) => return self.send(ctx, error_frame(req.id.as_ref(), &e)),
         };
         let db = self.app.db.clone();
         let user_id = user.id.clone();
@@ -195,9 +208,9 @@ impl WsSession {
                     next.profile = profile;
                     act.user = Some(Arc::new(next));
                 }
-                ctx.text(success_frame(id.as_ref(), json!({})));
+                act.send(ctx, success_frame(id.as_ref(), json!({})));
             }
-            Err(e) => ctx.text(error_frame(id.as_ref(), &e)),
+            Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
         })
         .spawn(ctx);
     }
@@ -217,7 +230,7 @@ impl WsSession {
             Err(e) => (error_frame(req.id.as_ref(), &e), e.code.as_str()),
         };
         self.app.metrics.request(&req.action, code);
-        ctx.text(frame);
+        self.send(ctx, frame);
         true
     }
 
@@ -229,14 +242,14 @@ impl WsSession {
         field: &str,
     ) {
         let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
-            return ctx.text(error_frame(
-                req.id.as_ref(),
-                &ErrorCode::Unauthenticated.into(),
-            ));
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
+            );
         };
         if self.in_flight >= self.app.session.max_in_flight {
             self.app.metrics.request(&req.action, "too_many_in_flight");
-            return ctx.text(error_frame(
+            return self.send(ctx, error_frame(
                 req.id.as_ref(),
                 &ErrorReply::with_message(
                     ErrorCode::BbbFailed,
@@ -271,9 +284,37 @@ impl WsSession {
                 };
                 act.in_flight = act.in_flight.saturating_sub(1);
                 act.app.metrics.request(&action, code);
-                ctx.text(frame);
+                act.send(ctx, frame);
             })
             .spawn(ctx);
+    }
+}
+
+impl WsSession {
+    /// Sends a text frame through the outbox: whole, in fragments, or after the fragmented
+    /// message under way.
+    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        if let Some(w) = self.outbox.send(frame) {
+            Self::write(ctx, w);
+        }
+    }
+
+    fn write(ctx: &mut ws::WebsocketContext<Self>, w: Write) {
+        let more = w.more_follows();
+        match w {
+            Write::Text(t) => ctx.text(t),
+            Write::First(b) => ctx.write_raw(ws::Message::Continuation(Item::FirstText(b))),
+            Write::Continue(b) => ctx.write_raw(ws::Message::Continuation(Item::Continue(b))),
+            Write::Last(b) => ctx.write_raw(ws::Message::Continuation(Item::Last(b))),
+        }
+        if more {
+            // The next fragment on a later turn, once this one has been flushed.
+            ctx.run_later(Duration::ZERO, |act, ctx| {
+                for w in act.outbox.next_turn() {
+                    Self::write(ctx, w);
+                }
+            });
+        }
     }
 }
 
@@ -283,7 +324,7 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.app.metrics.session_opened();
         if self.world.is_none() {
-            ctx.text(error_frame(None, &ErrorCode::WorldUnknown.into()));
+            self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
             ctx.close(Some(CloseCode::Normal.into()));
             ctx.stop();
             return;

@@ -82,15 +82,30 @@ struct Harness {
 }
 
 async fn harness(session: SessionConfig) -> Harness {
+    harness_with_rooms(session, 0).await
+}
+
+/// The harness with `extra` more rooms (`extra-0`, …) everyone may view.
+async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
     let t = TestDb::sqlite().expect("sqlite");
+    let mut rooms = vec![
+        json!({"id": "r", "name": "R", "trait_grants": {"participant": []},
+                       "modules": [{"type": "call.bigbluebutton", "config": {}}]}),
+    ];
+    for i in 0..extra {
+        rooms.push(
+            json!({"id": format!("extra-{i}"), "name": format!("Extra room “{i}”"),
+                          "trait_grants": {"participant": []},
+                          "modules": [{"type": "call.bigbluebutton", "config": {}}]}),
+        );
+    }
     let file = parse_world_file(
         &json!({
             "id": "w", "title": "W",
             "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": SECRET}],
             "roles": {"attendee": ["world:view"]},
             "trait_grants": {"attendee": ["member"]},
-            "rooms": [{"id": "r", "name": "R", "trait_grants": {"participant": []},
-                       "modules": [{"type": "call.bigbluebutton", "config": {}}]}]
+            "rooms": rooms,
         })
         .to_string(),
     )
@@ -393,6 +408,63 @@ async fn published_meetings_are_joined_by_the_session_itself() {
     h.warm.withdraw("room:w:r");
     let reply = ask(&mut c, json!(["bbb.room_url", 9, {"room": "r"}])).await;
     assert_eq!(reply[2]["code"], "bbb.failed");
+}
+
+#[actix_web::test]
+async fn a_large_authenticated_frame_arrives_in_fragments_before_later_replies() {
+    let h = harness_with_rooms(SessionConfig::default(), 120).await;
+    // A raw socket, to see the frames themselves.
+    let (_resp, mut raw) = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{}/ws/world/w/", h.port))
+        .connect()
+        .await
+        .expect("connect");
+    use futures_util::{SinkExt, StreamExt};
+    let auth = json!(["authenticate", {"token": token("m", &["member"])}]).to_string();
+    raw.send(awc::ws::Message::Text(auth.into())).await.unwrap();
+    // Sent at once: its answer must wait for the whole authenticated message.
+    raw.send(awc::ws::Message::Text(r#"["ping", 7]"#.into()))
+        .await
+        .unwrap();
+    let mut fragments = 0;
+    let mut reassembler = crate::client::Reassembler::default();
+    let authenticated = loop {
+        let frame = tokio::time::timeout(WAIT, raw.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("a frame");
+        match frame {
+            awc::ws::Frame::Continuation(item) => {
+                fragments += 1;
+                let len = match &item {
+                    actix_http::ws::Item::FirstText(b)
+                    | actix_http::ws::Item::Continue(b)
+                    | actix_http::ws::Item::Last(b) => b.len(),
+                    actix_http::ws::Item::FirstBinary(_) => panic!("binary"),
+                };
+                assert!(len <= super::outbox::FRAGMENT_BYTES, "{len}");
+                if let Some(whole) = reassembler.push(item) {
+                    break whole;
+                }
+            }
+            awc::ws::Frame::Ping(_) => {}
+            other => panic!("expected fragments, got {other:?}"),
+        }
+    };
+    assert!(fragments >= 3, "{fragments} fragments");
+    let v: Value = serde_json::from_slice(&authenticated).expect("JSON");
+    assert_eq!(v[0], "authenticated");
+    assert_eq!(v[1]["world.config"]["rooms"].as_array().unwrap().len(), 121);
+    let next = tokio::time::timeout(WAIT, raw.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next, awc::ws::Frame::Text(r#"["pong",7]"#.into()));
+    // The protocol client puts it together too.
+    let mut c = h.member("m2").await;
+    assert_eq!(ask(&mut c, json!(["ping", 1])).await, json!(["pong", 1]));
 }
 
 #[actix_web::test]

@@ -6,9 +6,9 @@ use std::hint::black_box;
 
 use bbb_gateway::bbb::{ChecksumAlgorithm, MeetingInfo, Secret, ServerEndpoint};
 use bbb_gateway::bench::world;
-use bbb_gateway::coordinator::join_url;
 use bbb_gateway::coordinator::meetings::JoinTarget;
 use bbb_gateway::coordinator::placement::{self, Candidate};
+use bbb_gateway::coordinator::{join_url, WarmJoins};
 use bbb_gateway::db::servers::ServerState;
 use bbb_gateway::permissions::{room_permissions, Moderation, Permission, Subject};
 use bbb_gateway::user::{Profile, UserContext};
@@ -126,6 +126,13 @@ fn join_url_signing(c: &mut Criterion) {
                 let params = join_url::room_join(&w, &bbb, &u, &full_name, false, &target);
                 bbb_gateway::bbb::join_url(&target.endpoint, &params)
             })
+        });
+        // The session's whole warm join: checks, lookup, cached meeting half, user half, sign.
+        let warm = WarmJoins::default();
+        warm.publish(&format!("room:{}:{}", w.id, room.id), &target);
+        let name = format!("warm join, session side ({})", algo.as_str());
+        c.bench_function(&name, |b| {
+            b.iter(|| warm.room_url(&w, black_box(&u), Some(&room.id)))
         });
     }
 }

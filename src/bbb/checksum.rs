@@ -9,35 +9,54 @@ use super::types::{ChecksumAlgorithm, Secret, ServerEndpoint};
 
 /// `lowercase_hex(HASH(call_name + query + secret))`, as BBB computes it.
 pub fn checksum(algo: ChecksumAlgorithm, call_name: &str, query: &str, secret: &Secret) -> String {
+    let mut h = HashState::start(algo, call_name);
+    h.update(query.as_bytes());
     let mut out = String::with_capacity(128);
-    out.push_str(query);
-    push_checksum_of(&mut out, 0, algo, call_name, secret);
-    out.split_off(query.len())
+    h.finish_into(secret, &mut out);
+    out
 }
 
-/// Appends the checksum of the query `out[query_start..]` to `out`, with no copy of the query:
-/// join URLs are signed on every join.
-pub fn push_checksum_of(
-    out: &mut String,
-    query_start: usize,
-    algo: ChecksumAlgorithm,
-    call_name: &str,
-    secret: &Secret,
-) {
-    fn run<D: Digest>(out: &mut String, start: usize, call: &str, secret: &str) {
-        let mut d = D::new();
-        d.update(call.as_bytes());
-        d.update(out.as_bytes().get(start..).unwrap_or_default());
-        d.update(secret.as_bytes());
-        let digest = d.finalize();
-        push_hex(out, &digest);
+/// A checksum being computed, resumable: a join URL's meeting half is hashed once, and each
+/// join only adds its user half and the secret to a copy of that state.
+#[derive(Clone)]
+pub enum HashState {
+    Sha1(Sha1),
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl HashState {
+    /// A checksum of `call_name` followed by what is added later.
+    pub fn start(algo: ChecksumAlgorithm, call_name: &str) -> Self {
+        let mut h = match algo {
+            ChecksumAlgorithm::Sha1 => HashState::Sha1(Sha1::new()),
+            ChecksumAlgorithm::Sha256 => HashState::Sha256(Sha256::new()),
+            ChecksumAlgorithm::Sha384 => HashState::Sha384(Sha384::new()),
+            ChecksumAlgorithm::Sha512 => HashState::Sha512(Sha512::new()),
+        };
+        h.update(call_name.as_bytes());
+        h
     }
-    let s = secret.expose();
-    match algo {
-        ChecksumAlgorithm::Sha1 => run::<Sha1>(out, query_start, call_name, s),
-        ChecksumAlgorithm::Sha256 => run::<Sha256>(out, query_start, call_name, s),
-        ChecksumAlgorithm::Sha384 => run::<Sha384>(out, query_start, call_name, s),
-        ChecksumAlgorithm::Sha512 => run::<Sha512>(out, query_start, call_name, s),
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            HashState::Sha1(d) => d.update(bytes),
+            HashState::Sha256(d) => d.update(bytes),
+            HashState::Sha384(d) => d.update(bytes),
+            HashState::Sha512(d) => d.update(bytes),
+        }
+    }
+
+    /// Adds the secret and appends the lowercase hex digest to `out`.
+    pub fn finish_into(mut self, secret: &Secret, out: &mut String) {
+        self.update(secret.expose().as_bytes());
+        match self {
+            HashState::Sha1(d) => push_hex(out, &d.finalize()),
+            HashState::Sha256(d) => push_hex(out, &d.finalize()),
+            HashState::Sha384(d) => push_hex(out, &d.finalize()),
+            HashState::Sha512(d) => push_hex(out, &d.finalize()),
+        }
     }
 }
 

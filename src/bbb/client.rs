@@ -9,10 +9,9 @@ use awc::http::StatusCode;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::checksum::{push_checksum_of, push_pair, signed_query};
+use super::checksum::signed_query;
 use super::types::{
-    BbbApi, BbbError, CreateMeeting, CreateResponse, JoinParams, MeetingInfo, Recording,
-    ServerEndpoint,
+    BbbApi, BbbError, CreateMeeting, CreateResponse, MeetingInfo, Recording, ServerEndpoint,
 };
 use super::xml;
 
@@ -187,56 +186,6 @@ pub fn create_params(meeting: &CreateMeeting) -> Vec<(String, String)> {
     params
 }
 
-/// A signed `join` URL for the browser (BBB's order of parameters does not matter, but a stable
-/// one keeps URLs comparable in tests and logs).
-pub fn join_url(endpoint: &ServerEndpoint, p: &JoinParams<'_>) -> String {
-    // The hot path of every join: encode straight into the URL (no intermediate list of
-    // cloned parameters), hash the query part in place, append the checksum. Byte for byte
-    // what `signed_query` produces for the same parameters.
-    let mut url = String::with_capacity(endpoint.base_url.len() + 640);
-    url.push_str(&endpoint.base_url);
-    url.push_str("/api/join?");
-    let start = url.len();
-    let mut pair = |k: &str, v: &str| push_pair(&mut url, start, k, v);
-    pair("fullName", p.full_name);
-    pair("meetingID", p.meeting_id);
-    pair("role", p.role.as_str());
-    if let Some(pw) = p.password {
-        pair("password", pw);
-    }
-    pair("userID", p.user_id);
-    if let Some(t) = p.create_time {
-        pair("createTime", itoa::Buffer::new().format(t));
-    }
-    if let Some(a) = p.avatar_url {
-        pair("avatarURL", a);
-    }
-    if p.guest {
-        pair("guest", "true");
-    }
-    for (k, v) in &p.extra {
-        pair(k, v);
-    }
-    // Hash the query as it stands in the URL, then append the digest after it.
-    let end = url.len();
-    push_checksum_of(
-        &mut url,
-        start,
-        endpoint.algorithm,
-        "join",
-        &endpoint.secret,
-    );
-    url.insert_str(
-        end,
-        if end > start {
-            "&checksum="
-        } else {
-            "checksum="
-        },
-    );
-    url
-}
-
 fn meeting_param(meeting_id: &str) -> Vec<(String, String)> {
     vec![("meetingID".to_string(), meeting_id.to_string())]
 }
@@ -334,62 +283,8 @@ impl BbbApi for AwcBbbClient {
 
 #[cfg(test)]
 mod tests {
-    use super::super::checksum::{build_query, split_checksum, verify};
-    use super::super::types::{ChecksumAlgorithm, Role, Secret};
+    use super::super::checksum::build_query;
     use super::*;
-
-    fn ep() -> ServerEndpoint {
-        ServerEndpoint {
-            base_url: "https://bbb1.example.org/bigbluebutton".into(),
-            secret: Secret::new("s3cret"),
-            algorithm: ChecksumAlgorithm::Sha256,
-        }
-    }
-
-    #[test]
-    fn join_url_order_and_signature() {
-        let p = JoinParams {
-            meeting_id: "room 1",
-            full_name: "Ada Lovelace",
-            user_id: "u1",
-            role: Role::Moderator,
-            password: Some("mp"),
-            create_time: Some(42),
-            avatar_url: Some("https://a/x.png"),
-            guest: false,
-            extra: vec![("userdata-bbb_auto_join_audio", "true")],
-        };
-        let url = join_url(&ep(), &p);
-        let (base, query) = url.split_once('?').unwrap();
-        assert_eq!(base, "https://bbb1.example.org/bigbluebutton/api/join");
-        let (q, sum) = split_checksum(query);
-        assert_eq!(
-            q,
-            "fullName=Ada+Lovelace&meetingID=room+1&role=MODERATOR&password=mp&userID=u1\
-             &createTime=42&avatarURL=https%3A%2F%2Fa%2Fx.png&userdata-bbb_auto_join_audio=true"
-        );
-        assert!(verify(
-            "join",
-            &q,
-            &sum.unwrap(),
-            &Secret::new("s3cret"),
-            &ChecksumAlgorithm::ALL
-        ));
-
-        let guest = JoinParams {
-            password: None,
-            create_time: None,
-            avatar_url: None,
-            guest: true,
-            extra: vec![],
-            role: Role::Viewer,
-            ..p
-        };
-        let url = join_url(&ep(), &guest);
-        assert!(url.contains(
-            "?fullName=Ada+Lovelace&meetingID=room+1&role=VIEWER&userID=u1&guest=true&checksum="
-        ));
-    }
 
     #[test]
     fn presentation_body_is_escaped() {

@@ -3,9 +3,11 @@
 
 pub mod checksum;
 mod client;
+pub mod join;
 mod types;
 pub mod xml;
 
 pub use checksum::{build_query, checksum, normalize_base_url, signed_query, verify};
-pub use client::{create_params, join_url, presentation_body, AwcBbbClient, BbbClientConfig};
+pub use client::{create_params, presentation_body, AwcBbbClient, BbbClientConfig};
+pub use join::{join_url, JoinPrefix};
 pub use types::*;

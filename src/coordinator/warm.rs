@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::bbb::{JoinParams, JoinPrefix};
 use crate::protocol::ErrorReply;
 use crate::user::UserContext;
 use crate::world::WorldSnapshot;
@@ -22,17 +23,71 @@ use super::checks::{self, RoomJoin};
 use super::join_url;
 use super::meetings::{room_key, JoinTarget};
 
+/// Meeting halves of join URLs kept per published meeting: moderator and attendee, and room
+/// settings from before and after a world import.
+const MAX_PREFIXES: usize = 4;
+
+/// One published meeting: where it runs, and the encoded, hashed meeting halves of its join
+/// URLs (see [`JoinPrefix`]), filled by the joins that need them.
+pub struct Published {
+    pub target: JoinTarget,
+    prefixes: RwLock<Vec<Arc<JoinPrefix>>>,
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Published {
+    fn new(target: JoinTarget) -> Self {
+        Published {
+            target,
+            prefixes: RwLock::default(),
+        }
+    }
+
+    /// The signed join URL for `p`, from a cached meeting half when one fits.
+    pub fn signed_url(&self, p: &JoinParams<'_>) -> String {
+        let endpoint = &self.target.endpoint;
+        let cached = self
+            .prefixes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|prefix| prefix.fits(endpoint, p))
+            .cloned();
+        if let Some(prefix) = cached {
+            return prefix.sign(p, &endpoint.secret);
+        }
+        let prefix = Arc::new(JoinPrefix::new(endpoint, p));
+        let url = prefix.sign(p, &endpoint.secret);
+        let mut prefixes = self
+            .prefixes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if prefixes.len() >= MAX_PREFIXES {
+            prefixes.remove(0);
+        }
+        prefixes.push(prefix);
+        url
+    }
+}
+
 /// The published running meetings, by meeting key (`room:{world}:{room}` / `call:{id}`).
 #[derive(Debug, Default)]
 pub struct WarmJoins {
-    targets: RwLock<HashMap<String, Arc<JoinTarget>>>,
+    targets: RwLock<HashMap<String, Arc<Published>>>,
     /// Joins sessions answered from here (the coordinator adds them to `joins_from_memory`).
     served: AtomicU64,
 }
 
 impl WarmJoins {
-    /// The published target of `key`, if any.
-    pub fn get(&self, key: &str) -> Option<Arc<JoinTarget>> {
+    /// The published meeting of `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Arc<Published>> {
         self.read().get(key).cloned()
     }
 
@@ -51,13 +106,15 @@ impl WarmJoins {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Coordinator only: `key`'s meeting is running at `target`.
-    pub(crate) fn publish(&self, key: &str, target: &JoinTarget) {
+    /// `key`'s meeting is running at `target`. Called by the coordinator (public for the
+    /// benchmarks, which publish without one).
+    pub fn publish(&self, key: &str, target: &JoinTarget) {
         let mut map = self.write();
         match map.get(key) {
-            Some(current) if **current == *target => {}
+            // Unchanged: keep it, with the join URL halves already built for it.
+            Some(current) if current.target == *target => {}
             _ => {
-                map.insert(key.to_string(), Arc::new(target.clone()));
+                map.insert(key.to_string(), Arc::new(Published::new(target.clone())));
             }
         }
     }
@@ -71,7 +128,7 @@ impl WarmJoins {
 
     /// Coordinator only: server `id` may have changed (health, state, endpoint, removal).
     pub(crate) fn withdraw_server(&self, id: i32) {
-        self.write().retain(|_, t| t.server_id != id);
+        self.write().retain(|_, p| p.target.server_id != id);
     }
 
     /// A session's `bbb.room_url` done in place: `Some(Err)` for a failed check (they need no
@@ -87,17 +144,25 @@ impl WarmJoins {
             Ok(join) => join,
             Err(e) => return Some(Err(e)),
         };
-        let target = self.get(&room_key(&world.id, &join.room.id))?;
+        let published = self.get(&room_key(&world.id, &join.room.id))?;
         self.served.fetch_add(1, Ordering::Relaxed);
-        Some(Ok(signed_room_url(world, user, &join, &target)))
+        let params = join_url::room_join(
+            world,
+            join.bbb,
+            user,
+            &join.full_name,
+            join.moderator,
+            &published.target,
+        );
+        Some(Ok(published.signed_url(&params)))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<JoinTarget>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Published>>> {
         // Nothing panics while holding the lock, and the map stays consistent if it did.
         self.targets.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<JoinTarget>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Published>>> {
         self.targets.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -147,7 +212,10 @@ mod tests {
         w.publish("b", &target(1, "m2"));
         w.publish("c", &target(2, "m3"));
         assert_eq!(w.len(), 3);
-        assert_eq!(w.get("a").map(|t| t.meeting_id.clone()), Some("m1".into()));
+        assert_eq!(
+            w.get("a").map(|t| t.target.meeting_id.clone()),
+            Some("m1".into())
+        );
         w.withdraw("a");
         assert!(w.get("a").is_none());
         w.withdraw_server(1);
@@ -155,6 +223,45 @@ mod tests {
         assert!(w.get("c").is_some(), "other servers' meetings stay");
         w.withdraw("never-published");
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn cached_url_halves_sign_like_fresh_urls_and_stay_bounded() {
+        use crate::bbb::{join_url, Role};
+        let p = Published::new(target(1, "m1"));
+        let params = |role, name, extra: Vec<(&'static str, &'static str)>| JoinParams {
+            meeting_id: "m1",
+            full_name: name,
+            user_id: "u",
+            role,
+            password: Some("pw"),
+            create_time: Some(1),
+            avatar_url: None,
+            guest: false,
+            extra,
+        };
+        let settings = [
+            vec![],
+            vec![("userdata-a", "true")],
+            vec![("userdata-a", "false")],
+            vec![("userdata-b", "x")],
+            vec![("userdata-c", "y")],
+        ];
+        for round in 0..2 {
+            for extra in &settings {
+                for role in [Role::Moderator, Role::Viewer] {
+                    for name in ["Ada", "Bob"] {
+                        let q = params(role, name, extra.clone());
+                        assert_eq!(
+                            p.signed_url(&q),
+                            join_url(&p.target.endpoint, &q),
+                            "round {round}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(p.prefixes.read().unwrap().len(), MAX_PREFIXES);
     }
 
     #[test]
@@ -168,6 +275,6 @@ mod tests {
             "same target kept"
         );
         w.publish("a", &target(2, "m1"));
-        assert_eq!(w.get("a").map(|t| t.server_id), Some(2));
+        assert_eq!(w.get("a").map(|t| t.target.server_id), Some(2));
     }
 }

@@ -12,8 +12,10 @@ fn alice() -> Arc<UserContext> {
 }
 
 /// Which published meeting, if any, `room` has.
-fn published(h: &Harness, room: &str) -> Option<Arc<crate::coordinator::meetings::JoinTarget>> {
-    h.warm.get(&format!("room:w:{room}"))
+fn published(h: &Harness, room: &str) -> Option<crate::coordinator::meetings::JoinTarget> {
+    h.warm
+        .get(&format!("room:w:{room}"))
+        .map(|p| p.target.clone())
 }
 
 fn index_of(h: &Harness, base: &str) -> usize {

@@ -237,7 +237,7 @@ impl World {
             };
             let rule = self.table.running_target(&key(k), &self.fleet);
             prop_assert_eq!(
-                Some(&*published),
+                Some(&published.target),
                 rule.as_ref(),
                 "stale publication of {}",
                 key(k)

@@ -159,12 +159,18 @@ pub fn url_success_frame(id: Option<&Value>, url: &str) -> String {
         url: &'a str,
     }
     let payload = UrlPayload { url };
+    // Sized once for the whole frame: a join URL is several hundred bytes.
+    let mut out = Vec::with_capacity(url.len() + 48);
     let written = match id {
-        Some(id) => serde_json::to_string(&("success", id, payload)),
-        None => serde_json::to_string(&("success", payload)),
+        Some(id) => serde_json::to_writer(&mut out, &("success", id, payload)),
+        None => serde_json::to_writer(&mut out, &("success", payload)),
     };
-    // Serialising a string and a parsed JSON value cannot fail; keep the general path anyway.
-    written.unwrap_or_else(|_| success_frame(id, json!({ "url": url })))
+    // Serialising a string and a parsed JSON value cannot fail, and the output is UTF-8; keep
+    // the general path anyway.
+    written
+        .ok()
+        .and_then(|()| String::from_utf8(out).ok())
+        .unwrap_or_else(|| success_frame(id, json!({ "url": url })))
 }
 
 /// `["error", id, {"code", "message"?}]` or `["error", {...}]`.

@@ -111,7 +111,12 @@ pub fn call_create(call_id: &str) -> CreateTemplate {
 /// The display name as BBB gets it: trimmed, without `:` (BBB splits on it). `None` when
 /// nothing usable is left.
 pub fn bbb_full_name(user: &UserContext) -> Option<String> {
-    let name: String = user.profile.usable_name()?.replace(':', "");
+    let name = user.profile.usable_name()?.trim();
+    if !name.contains(':') {
+        // The common case, on every join: one allocation.
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    let name: String = name.replace(':', "");
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_string())
 }

@@ -19,7 +19,17 @@ use super::warm::WarmJoins;
 
 /// Key of a room's meeting.
 pub fn room_key(world: &str, room: &str) -> String {
-    format!("room:{world}:{room}")
+    let mut key = String::with_capacity(world.len() + room.len() + 6);
+    push_room_key(&mut key, world, room);
+    key
+}
+
+/// Appends the key of a room's meeting to `out`.
+pub fn push_room_key(out: &mut String, world: &str, room: &str) {
+    out.push_str("room:");
+    out.push_str(world);
+    out.push(':');
+    out.push_str(room);
 }
 
 /// Key of a call's meeting.

@@ -21,7 +21,11 @@ use crate::world::WorldSnapshot;
 
 use super::checks::{self, RoomJoin};
 use super::join_url;
-use super::meetings::{room_key, JoinTarget};
+use super::meetings::{push_room_key, JoinTarget};
+
+thread_local! {
+    static ROOM_KEY: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(96));
+}
 
 /// Meeting halves of join URLs kept per published meeting: moderator and attendee, and room
 /// settings from before and after a world import.
@@ -144,7 +148,12 @@ impl WarmJoins {
             Ok(join) => join,
             Err(e) => return Some(Err(e)),
         };
-        let published = self.get(&room_key(&world.id, &join.room.id))?;
+        // The key is built in a per-thread buffer: no allocation per join.
+        let published = ROOM_KEY.with_borrow_mut(|key| {
+            key.clear();
+            push_room_key(key, &world.id, &join.room.id);
+            self.get(key)
+        })?;
         self.served.fetch_add(1, Ordering::Relaxed);
         let params = join_url::room_join(
             world,

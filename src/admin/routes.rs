@@ -127,22 +127,22 @@ pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
 pub fn status_json(state: &AppState, fleet: &FleetStatus) -> serde_json::Value {
     let s = &fleet.servers;
     let sum = |f: fn(&crate::coordinator::ServerStatus) -> u64| s.iter().map(f).sum::<u64>();
+    let mut gateway = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started_at.elapsed().as_secs(),
+        "sessions_connected": state.metrics.sessions_connected(),
+        "meetings_known": fleet.meetings_known,
+        "creates_in_flight": fleet.creates_in_flight,
+        "leader": fleet.leader,
+    });
+    // The coordinator's counters, each under its own name.
+    if let (Some(g), Ok(serde_json::Value::Object(stats))) =
+        (gateway.as_object_mut(), serde_json::to_value(&fleet.stats))
+    {
+        g.extend(stats);
+    }
     json!({
-        "gateway": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": state.started_at.elapsed().as_secs(),
-            "sessions_connected": state.metrics.sessions_connected(),
-            "meetings_known": fleet.meetings_known,
-            "creates_in_flight": fleet.creates_in_flight,
-            "creates_sent": fleet.creates_sent,
-            "create_failures": fleet.create_failures,
-            "creates_saved_by_single_flight": fleet.creates_saved_by_single_flight,
-            "joins_from_memory": fleet.joins_from_memory,
-            "meetings_moved": fleet.meetings_moved,
-            "poll_rounds": fleet.poll_rounds,
-            "follow_rounds": fleet.follow_rounds,
-            "leader": fleet.leader,
-        },
+        "gateway": gateway,
         "totals": {
             "servers": s.len(),
             "online": s.iter().filter(|x| x.online).count(),

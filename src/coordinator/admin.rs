@@ -62,15 +62,10 @@ pub struct FleetStatus {
     pub meetings_known: usize,
     /// Meetings whose create is in flight right now.
     pub creates_in_flight: usize,
-    pub creates_sent: u64,
-    pub create_failures: u64,
-    pub creates_saved_by_single_flight: u64,
-    pub joins_from_memory: u64,
-    pub meetings_moved: u64,
-    pub ends_sent: u64,
-    pub poll_rounds: u64,
-    /// Rounds that read the leader's stored results instead of polling.
-    pub follow_rounds: u64,
+    /// The coordinator's counters (joins answered by sessions included in
+    /// `joins_from_memory`).
+    #[serde(flatten)]
+    pub stats: CoordinatorStats,
     /// This instance polls the fleet; others with `false` follow its stored results.
     pub leader: bool,
 }
@@ -157,28 +152,13 @@ impl BbbCoordinator {
                 }
             })
             .collect();
-        let CoordinatorStats {
-            creates_sent,
-            create_failures,
-            creates_saved_by_single_flight,
-            joins_from_memory,
-            meetings_moved,
-            ends_sent,
-            poll_rounds,
-            follow_rounds,
-        } = self.stats.clone();
+        let mut stats = self.stats.clone();
+        stats.joins_from_memory += self.warm.served();
         FleetStatus {
             servers,
             meetings_known: self.meetings.len(),
             creates_in_flight: self.inflight.len(),
-            creates_sent,
-            create_failures,
-            creates_saved_by_single_flight,
-            joins_from_memory: joins_from_memory + self.warm.served(),
-            meetings_moved,
-            ends_sent,
-            poll_rounds,
-            follow_rounds,
+            stats,
             leader: self.leader,
         }
     }

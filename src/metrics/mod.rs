@@ -200,10 +200,10 @@ impl Metrics {
             }
         }
         let now = [
-            fleet.creates_sent,
-            fleet.creates_saved_by_single_flight,
-            fleet.joins_from_memory,
-            fleet.meetings_moved,
+            fleet.stats.creates_sent,
+            fleet.stats.creates_saved_by_single_flight,
+            fleet.stats.joins_from_memory,
+            fleet.stats.meetings_moved,
         ];
         let Ok(mut last) = self.last_stats.lock() else {
             return;

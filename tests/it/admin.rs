@@ -124,6 +124,26 @@ async fn status_lists_servers_without_secrets() {
     assert_eq!(v["totals"]["meetings"], 1);
     assert_eq!(v["gateway"]["sessions_connected"], 1);
     assert!(v["gateway"]["uptime_secs"].is_number());
+    // The coordinator's counters, each under its own name.
+    for key in [
+        "creates_sent",
+        "create_failures",
+        "creates_saved_by_single_flight",
+        "joins_from_memory",
+        "meetings_moved",
+        "ends_sent",
+        "poll_rounds",
+        "follow_rounds",
+        "leader",
+        "meetings_known",
+        "creates_in_flight",
+    ] {
+        assert!(
+            v["gateway"][key].is_number() || v["gateway"][key].is_boolean(),
+            "missing gateway.{key}: {}",
+            v["gateway"]
+        );
+    }
 
     // state changes and errors
     let (status, body) = post(

@@ -260,15 +260,15 @@ async fn only_the_leader_polls_and_followers_show_its_results() {
             && s.servers.iter().all(|x| x.last_poll_at_ms.is_some())
     })
     .await;
-    let follower_polls = follower.status().await.poll_rounds;
+    let follower_polls = follower.status().await.stats.poll_rounds;
     let before: Vec<usize> =
         futures_util::future::join_all(cl.sims.iter().map(get_meetings_calls)).await;
-    let rounds0 = leader.status().await.poll_rounds;
+    let rounds0 = leader.status().await.stats.poll_rounds;
     wait_for("three leader rounds", async || {
-        leader.status().await.poll_rounds >= rounds0 + 3
+        leader.status().await.stats.poll_rounds >= rounds0 + 3
     })
     .await;
-    let rounds1 = leader.status().await.poll_rounds;
+    let rounds1 = leader.status().await.stats.poll_rounds;
     let after: Vec<usize> =
         futures_util::future::join_all(cl.sims.iter().map(get_meetings_calls)).await;
     for (b, a) in before.iter().zip(&after) {
@@ -281,8 +281,11 @@ async fn only_the_leader_polls_and_followers_show_its_results() {
         );
     }
     let f = follower.status().await;
-    assert_eq!(f.poll_rounds, follower_polls, "the follower never polls");
-    assert!(f.follow_rounds > 0);
+    assert_eq!(
+        f.stats.poll_rounds, follower_polls,
+        "the follower never polls"
+    );
+    assert!(f.stats.follow_rounds > 0);
     // The status route says who leads.
     let status: Value = awc::Client::default()
         .get(format!("http://127.0.0.1:{}/api/v1/status", follower.port))
@@ -313,9 +316,9 @@ async fn a_new_leader_takes_over_when_the_leader_stops() {
         follower.status().await.leader
     })
     .await;
-    let rounds = follower.status().await.poll_rounds;
+    let rounds = follower.status().await.stats.poll_rounds;
     wait_for("the new leader to poll", async || {
-        follower.status().await.poll_rounds > rounds
+        follower.status().await.stats.poll_rounds > rounds
     })
     .await;
     let again = c

@@ -253,8 +253,8 @@ async fn five_hundred_concurrent_joins_send_one_create() {
     assert_eq!(ids.len(), 1);
     assert_eq!(h.fake.count(None, "create"), 1);
     let status = h.status().await;
-    assert_eq!(status.creates_sent, 1);
-    assert_eq!(status.creates_saved_by_single_flight, 499);
+    assert_eq!(status.stats.creates_sent, 1);
+    assert_eq!(status.stats.creates_saved_by_single_flight, 499);
     eprintln!("500 concurrent cold joins (200 ms create latency): {elapsed:?}");
 }
 
@@ -277,7 +277,7 @@ async fn a_known_running_meeting_is_joined_without_create_or_database() {
     }
     eprintln!("1000 sequential warm joins: {:?}", started.elapsed());
     assert_eq!(h.fake.count(None, "create"), 1);
-    assert_eq!(h.status().await.joins_from_memory, 1000);
+    assert_eq!(h.status().await.stats.joins_from_memory, 1000);
 }
 
 #[actix_web::test]

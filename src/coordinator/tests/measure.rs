@@ -71,7 +71,7 @@ async fn measure_joins_against_bbb_sim() {
     let mut cold: Vec<Duration> = join_all((0..500).map(|i| send(format!("c{i}")))).await;
     let cold_total = started.elapsed();
     cold.sort();
-    let creates = addr.send(GetFleetStatus).await.unwrap().creates_sent;
+    let creates = addr.send(GetFleetStatus).await.unwrap().stats.creates_sent;
     assert_eq!(creates, 1);
     let mut warm = Vec::new();
     let started = Instant::now();

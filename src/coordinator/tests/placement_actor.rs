@@ -166,7 +166,7 @@ async fn a_create_on_a_dead_server_fails_over_to_the_next_best() {
     assert_eq!(h.stored_server("r2"), Some(h.ids[1]));
     let status = h.status().await;
     assert!(status.servers[0].suspect && status.servers[0].online);
-    assert_eq!(status.create_failures, 1);
+    assert_eq!(status.stats.create_failures, 1);
     // While suspect, server 1 gets no new meetings although it is the emptiest.
     assert_eq!(h.join("r1").await.base, url_of(2));
     // The placement history keeps both servers (recordings are looked up on both).

@@ -49,7 +49,7 @@ async fn a_created_meeting_is_published_and_sessions_answer_like_the_coordinator
         .expect("join");
     assert_eq!(from_coordinator["url"], from_session.as_str());
     assert_eq!(h.warm.served(), 1);
-    assert_eq!(h.status().await.joins_from_memory, 2);
+    assert_eq!(h.status().await.stats.joins_from_memory, 2);
     assert_eq!(h.fake.count(None, "create"), 1);
 }
 

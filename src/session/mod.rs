@@ -1,6 +1,8 @@
-//! One actor per WebSocket connection: framing, heartbeat, flood and size limits, and
-//! authentication. `bbb.*` requests go to the [`BbbCoordinator`](crate::coordinator); the session
-//! only turns their answers into frames (actix's `websockets/chat` split).
+//! One actor per WebSocket connection: framing (large frames in fragments, see [`outbox`]),
+//! heartbeat, flood and size limits, and authentication. `bbb.*` requests go to the
+//! [`BbbCoordinator`](crate::coordinator) (actix's `websockets/chat` split), except a join of a
+//! meeting the coordinator has published as running, which the session answers from that
+//! table ([`WarmJoins`](crate::coordinator::WarmJoins)) without a message.
 
 pub mod authenticate;
 pub mod authenticated;
@@ -172,8 +174,8 @@ impl WsSession {
             act.authenticating = false;
             match result {
                 Ok(user) => {
-                    let f = authenticated::authenticated_frame(&world, &user);
-                    act.send(ctx, f);
+                    let frame = authenticated::authenticated_frame(&world, &user);
+                    act.send(ctx, frame);
                     act.user = Some(Arc::new(user));
                 }
                 Err(e) => act.send(ctx, error_frame(None, &e)),

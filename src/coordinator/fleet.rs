@@ -383,22 +383,9 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bbb::{ChecksumAlgorithm, Secret};
 
     fn row(id: i32) -> ServerRow {
-        ServerRow {
-            id,
-            url: format!("https://bbb{id}.example.org/bigbluebutton"),
-            secret: Secret::new("s"),
-            checksum: ChecksumAlgorithm::Sha256,
-            weight: 1.0,
-            tag: None,
-            world_id: None,
-            state: ServerState::Enabled,
-            panic_epoch: 0,
-            created_at: 0,
-            updated_at: 0,
-        }
+        crate::db::test_support::server_row(id)
     }
 
     #[test]

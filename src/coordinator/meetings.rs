@@ -353,24 +353,10 @@ impl MeetingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bbb::{ChecksumAlgorithm, Secret};
-    use crate::db::servers::{ServerRow, ServerState};
 
     fn fleet() -> Fleet {
         let mut f = Fleet::default();
-        f.apply_rows(vec![ServerRow {
-            id: 1,
-            url: "https://a/bigbluebutton".into(),
-            secret: Secret::new("s"),
-            checksum: ChecksumAlgorithm::Sha1,
-            weight: 1.0,
-            tag: None,
-            world_id: None,
-            state: ServerState::Enabled,
-            panic_epoch: 0,
-            created_at: 0,
-            updated_at: 0,
-        }]);
+        f.apply_rows(vec![crate::db::test_support::server_row(1)]);
         f
     }
 

@@ -155,14 +155,7 @@ impl WarmJoins {
             self.get(key)
         })?;
         self.served.fetch_add(1, Ordering::Relaxed);
-        let params = join_url::room_join(
-            world,
-            join.bbb,
-            user,
-            &join.full_name,
-            join.moderator,
-            &published.target,
-        );
+        let params = room_join_params(world, user, &join, &published.target);
         Some(Ok(published.signed_url(&params)))
     }
 
@@ -176,6 +169,23 @@ impl WarmJoins {
     }
 }
 
+/// The join parameters of a room join that passed the checks, at `target`.
+fn room_join_params<'a>(
+    world: &'a WorldSnapshot,
+    user: &'a UserContext,
+    join: &'a RoomJoin<'_>,
+    target: &'a JoinTarget,
+) -> JoinParams<'a> {
+    join_url::room_join(
+        world,
+        join.bbb,
+        user,
+        &join.full_name,
+        join.moderator,
+        target,
+    )
+}
+
 /// The signed join URL of a room join that passed the checks, at `target`.
 pub fn signed_room_url(
     world: &WorldSnapshot,
@@ -183,15 +193,10 @@ pub fn signed_room_url(
     join: &RoomJoin<'_>,
     target: &JoinTarget,
 ) -> String {
-    let params = join_url::room_join(
-        world,
-        join.bbb,
-        user,
-        &join.full_name,
-        join.moderator,
-        target,
-    );
-    crate::bbb::join_url(&target.endpoint, &params)
+    crate::bbb::join_url(
+        &target.endpoint,
+        &room_join_params(world, user, join, target),
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 
+use crate::bbb::{ChecksumAlgorithm, Secret};
 use crate::db::schema::worlds;
+use crate::db::servers::{ServerRow, ServerState};
 use crate::db::{Db, DbConn};
 use crate::with_conn;
 
@@ -31,4 +33,22 @@ pub fn insert_world(conn: &mut DbConn, id: &str) {
         .values((worlds::id.eq(id), worlds::title.eq(id)))
         .execute(c))
     .expect("insert world");
+}
+
+/// A registry row of an enabled, shared server `id` at `https://bbb{id}.example.org/…`, as
+/// the database would return it; tests change fields with struct update syntax.
+pub fn server_row(id: i32) -> ServerRow {
+    ServerRow {
+        id,
+        url: format!("https://bbb{id}.example.org/bigbluebutton"),
+        secret: Secret::new("s"),
+        checksum: ChecksumAlgorithm::Sha256,
+        weight: 1.0,
+        tag: None,
+        world_id: None,
+        state: ServerState::Enabled,
+        panic_epoch: 0,
+        created_at: 0,
+        updated_at: 0,
+    }
 }

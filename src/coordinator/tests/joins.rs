@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 
 use super::*;
-use crate::coordinator::{PanicServer, SetServerState};
+use crate::coordinator::PanicServer;
 use crate::db::servers::ServerState;
 
 #[actix_web::test]
@@ -352,14 +352,7 @@ async fn panic_ends_and_forgets_the_servers_meetings() {
         h.ids[1]
     };
     // Cordon it, so the re-created meeting must go to the other server.
-    h.addr
-        .send(SetServerState {
-            id: server_id,
-            state: ServerState::Cordoned,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(server_id, ServerState::Cordoned).await;
     let forgotten = h
         .addr
         .send(PanicServer { id: server_id })

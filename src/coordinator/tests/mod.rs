@@ -167,6 +167,15 @@ impl Harness {
         .start();
     }
 
+    /// Sets a server's state through the coordinator (as the admin route does).
+    pub async fn set_state(&self, id: i32, state: crate::db::servers::ServerState) {
+        self.addr
+            .send(super::SetServerState { id, state })
+            .await
+            .expect("coordinator")
+            .expect("known server");
+    }
+
     pub async fn poll(&self) {
         self.addr.send(PollNow).await.expect("poll");
     }

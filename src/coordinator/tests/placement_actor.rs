@@ -8,7 +8,6 @@ use futures_util::future::join_all;
 use super::fake::down;
 use super::*;
 use crate::bbb::{BbbError, MeetingInfo};
-use crate::coordinator::SetServerState;
 use crate::db::servers::ServerState;
 
 fn busy(h: &Harness, n: usize, participants: u32) {
@@ -26,14 +25,7 @@ fn busy(h: &Harness, n: usize, participants: u32) {
 }
 
 async fn set_state(h: &Harness, n: usize, state: ServerState) {
-    h.addr
-        .send(SetServerState {
-            id: h.ids[n - 1],
-            state,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(h.ids[n - 1], state).await;
 }
 
 #[actix_web::test]

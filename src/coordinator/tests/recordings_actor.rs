@@ -4,7 +4,7 @@
 use super::fake::down;
 use super::*;
 use crate::bbb::{PlaybackFormat, Recording};
-use crate::coordinator::{PanicServer, SetServerState};
+use crate::coordinator::PanicServer;
 use crate::db::servers::ServerState;
 
 fn rec(id: &str, meeting_id: &str, start: i64, state: &str) -> Recording {
@@ -43,14 +43,7 @@ async fn recordings_are_merged_from_every_server_of_the_meeting() {
         (url_of(2), h.ids[1], url_of(1))
     };
     // Move the meeting: cordon + panic its server, join again.
-    h.addr
-        .send(SetServerState {
-            id: old_id,
-            state: ServerState::Cordoned,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(old_id, ServerState::Cordoned).await;
     h.addr
         .send(PanicServer { id: old_id })
         .await

@@ -4,7 +4,7 @@
 
 use super::fake::down;
 use super::*;
-use crate::coordinator::{PanicServer, ReloadServers, SetServerState};
+use crate::coordinator::{PanicServer, ReloadServers};
 use crate::db::servers::ServerState;
 
 fn alice() -> Arc<UserContext> {
@@ -134,35 +134,14 @@ async fn disabling_or_panicking_the_server_withdraws_its_meetings_only() {
     let a = h.join("r2").await;
     let b = h.join("r1").await;
     let (ia, ib) = (index_of(&h, &a.base), index_of(&h, &b.base));
-    h.addr
-        .send(SetServerState {
-            id: h.ids[ia - 1],
-            state: ServerState::Disabled,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(h.ids[ia - 1], ServerState::Disabled).await;
     assert!(published(&h, "r2").is_none());
     assert_eq!(published(&h, "r1").is_some(), ia != ib);
     // Cordoning keeps existing meetings joinable, so nothing is withdrawn.
-    h.addr
-        .send(SetServerState {
-            id: h.ids[ia - 1],
-            state: ServerState::Enabled,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(h.ids[ia - 1], ServerState::Enabled).await;
     h.join("r2").await;
     h.join("r1").await;
-    h.addr
-        .send(SetServerState {
-            id: h.ids[ib - 1],
-            state: ServerState::Cordoned,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    h.set_state(h.ids[ib - 1], ServerState::Cordoned).await;
     assert!(published(&h, "r1").is_some());
     let r1_server = published(&h, "r1").unwrap().server_id;
     h.addr

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 
-use crate::bbb::{ChecksumAlgorithm, MeetingInfo, Secret};
+use crate::bbb::{MeetingInfo, Secret};
 use crate::coordinator::fleet::{Fleet, PollLoad};
 use crate::coordinator::meetings::{MeetingEntry, MeetingTable};
 use crate::coordinator::WarmJoins;
@@ -108,17 +108,8 @@ fn key(k: usize) -> String {
 
 fn row(id: i32, secret_gen: u8) -> ServerRow {
     ServerRow {
-        id,
-        url: format!("https://bbb{id}.test/bigbluebutton"),
         secret: Secret::new(format!("secret-{id}-{secret_gen}")),
-        checksum: ChecksumAlgorithm::Sha1,
-        weight: 1.0,
-        tag: None,
-        world_id: None,
-        state: ServerState::Enabled,
-        panic_epoch: 0,
-        created_at: 0,
-        updated_at: 0,
+        ..crate::db::test_support::server_row(id)
     }
 }
 

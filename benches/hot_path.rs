@@ -6,10 +6,10 @@ use std::hint::black_box;
 
 use bbb_gateway::bbb::{ChecksumAlgorithm, MeetingInfo, Secret, ServerEndpoint};
 use bbb_gateway::bench::world;
-use bbb_gateway::coordinator::meetings::JoinTarget;
 use bbb_gateway::coordinator::placement::{self, Candidate};
-use bbb_gateway::coordinator::{join_url, WarmJoins};
 use bbb_gateway::db::servers::ServerState;
+use bbb_gateway::ids::ServerId;
+use bbb_gateway::join::{checks, params, warm_join, JoinTarget, Published};
 use bbb_gateway::permissions::{room_permissions, Moderation, Permission, Subject};
 use bbb_gateway::user::{Profile, UserContext};
 use bbb_gateway::world::{parse_world_file, WorldSnapshot};
@@ -63,7 +63,7 @@ fn fleet() -> Vec<Candidate> {
                 })
                 .collect();
             Candidate {
-                id,
+                id: ServerId::new(id),
                 url: format!("https://bbb{id}.example.org/bigbluebutton"),
                 state: ServerState::Enabled,
                 online: true,
@@ -108,7 +108,7 @@ fn join_url_signing(c: &mut Criterion) {
     let bbb = room.bbb.clone().expect("a BBB room");
     for algo in [ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Sha256] {
         let target = JoinTarget {
-            server_id: 3,
+            server: ServerId::new(3),
             endpoint: ServerEndpoint {
                 base_url: "https://bbb3.example.org/bigbluebutton".into(),
                 secret: Secret::new("8cd8ef52e8e101574e400365b55e11a6"),
@@ -122,17 +122,24 @@ fn join_url_signing(c: &mut Criterion) {
         let name = format!("join URL build + sign ({})", algo.as_str());
         c.bench_function(&name, |b| {
             b.iter(|| {
-                let full_name = join_url::bbb_full_name(black_box(&u)).expect("a name");
-                let params = join_url::room_join(&w, &bbb, &u, &full_name, false, &target);
-                bbb_gateway::bbb::join_url(&target.endpoint, &params)
+                let full_name = params::bbb_full_name(black_box(&u)).expect("a name");
+                let p = params::room_join(&w, &bbb, &u, &full_name, false, &target);
+                bbb_gateway::bbb::join_url(&target.endpoint, &p)
             })
         });
-        // The session's whole warm join: checks, lookup, cached meeting half, user half, sign.
-        let warm = WarmJoins::default();
-        warm.publish(&format!("room:{}:{}", w.id, room.id), &target);
+        // The session's warm join once the published meeting is found: checks, the cached
+        // meeting half, the user half, sign, and the expiry check.
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let published = Published::new(target, far, far);
         let name = format!("warm join, session side ({})", algo.as_str());
         c.bench_function(&name, |b| {
-            b.iter(|| warm.room_url(&w, black_box(&u), Some(&room.id)))
+            b.iter(|| {
+                let now = std::time::Instant::now();
+                let join = checks::room_join(&w, black_box(&u), Some(&room.id)).expect("may join");
+                published
+                    .valid_at(now)
+                    .then(|| warm_join(&w, &u, &join, &published, now))
+            })
         });
     }
 }

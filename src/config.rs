@@ -25,6 +25,10 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// The base URL BBB servers reach this gateway at (end callbacks); `None`: `http://` and
+    /// the address actually bound.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -55,6 +59,12 @@ pub struct BbbSettings {
     pub healthy_after: u32,
     pub create_retry_servers: u32,
     pub max_body_bytes: usize,
+    /// How long a confirmation that a meeting runs is trusted.
+    pub confirm_ttl_ms: u64,
+    /// Every `bbb.*` request is answered within it.
+    pub join_deadline_ms: u64,
+    /// Creates carry `meta_endCallbackUrl`, so BBB tells the gateway when a meeting ends.
+    pub end_callbacks: bool,
 }
 
 #[derive(Clone, Deserialize)]
@@ -159,7 +169,18 @@ impl Settings {
         positive("bbb.unhealthy_after", self.bbb.unhealthy_after.into())?;
         positive("bbb.healthy_after", self.bbb.healthy_after.into())?;
         positive("bbb.max_body_bytes", self.bbb.max_body_bytes as u64)?;
+        positive("bbb.confirm_ttl_ms", self.bbb.confirm_ttl_ms)?;
+        positive("bbb.join_deadline_ms", self.bbb.join_deadline_ms)?;
         positive("cache.refresh_interval_ms", self.cache.refresh_interval_ms)?;
+        if let Some(url) = &self.http.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError(format!("http.public_url is not a URL ({e}): {url:?}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(ConfigError(format!(
+                    "http.public_url must be an http:// or https:// URL with a host, got {url:?}"
+                )));
+            }
+        }
         if self.admin.tokens.iter().any(|t| t.len() < 16) {
             return Err(ConfigError(
                 "admin.tokens: every token must be at least 16 characters long".into(),
@@ -174,6 +195,22 @@ impl Settings {
 
     pub fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.database.connect_timeout_ms)
+    }
+
+    pub fn confirm_ttl(&self) -> Duration {
+        Duration::from_millis(self.bbb.confirm_ttl_ms)
+    }
+
+    pub fn join_deadline(&self) -> Duration {
+        Duration::from_millis(self.bbb.join_deadline_ms)
+    }
+
+    /// `http.public_url`, or `http://` and the address the listener actually bound.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.http.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
     }
 }
 
@@ -245,6 +282,32 @@ mod tests {
         let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__DATABASE__URL", "mysql://x")]))
             .unwrap_err();
         assert!(e.to_string().contains("database.url"), "{e}");
+        for bad in ["nope", "ftp://gw.example", "http://"] {
+            let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__HTTP__PUBLIC_URL", bad)]))
+                .unwrap_err();
+            assert!(e.to_string().contains("http.public_url"), "{bad}: {e}");
+        }
+        let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__BBB__CONFIRM_TTL_MS", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("bbb.confirm_ttl_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_public_url_defaults_to_the_bound_address() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(s.public_url(bound), "http://127.0.0.1:4321");
+        assert_eq!(
+            (s.bbb.confirm_ttl_ms, s.bbb.join_deadline_ms),
+            (2000, 10000)
+        );
+        assert!(s.bbb.end_callbacks);
+        let s = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__HTTP__PUBLIC_URL", "https://gw.example.org/")]),
+        )
+        .unwrap();
+        assert_eq!(s.public_url(bound), "https://gw.example.org");
     }
 
     #[test]

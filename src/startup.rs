@@ -13,8 +13,13 @@ use anyhow::Context;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, Settings};
-use crate::coordinator::{BbbCoordinator, CoordinatorSettings, WarmJoins};
+use crate::coordinator::{
+    BbbCoordinator, CoordinatorSettings, EndCallbacks, MeetingEnded, PollNow,
+};
+use crate::db::changes::{Change, ChangeListener};
 use crate::db::Db;
+use crate::end_callback::EndCallbackKey;
+use crate::join::JoinTable;
 use crate::metrics::{MeteredBbbApi, Metrics};
 use crate::session::SessionConfig;
 use crate::state::AppState;
@@ -26,6 +31,7 @@ pub struct Application {
     server: Server,
     state: Arc<AppState>,
     coordinator_arbiter: ArbiterHandle,
+    listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
 }
 
 /// Stops a running [`Application`] completely: the HTTP server, then the coordinator's arbiter.
@@ -36,12 +42,28 @@ pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     coordinator_arbiter: ArbiterHandle,
     coordinator: Addr<BbbCoordinator>,
+    listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
+}
+
+/// Stops the change listener's thread, if there is one (off the async workers: it joins).
+async fn stop_listener(listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>) {
+    let Some(listener) = listener else {
+        return;
+    };
+    let taken = listener
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(l) = taken {
+        let _ = web::block(move || l.stop()).await;
+    }
 }
 
 impl Stopper {
     /// Stops both and waits (bounded) until the coordinator is gone.
     pub async fn stop(self) {
         self.server.stop(false).await;
+        stop_listener(self.listener).await;
         self.coordinator_arbiter.stop();
         for _ in 0..500 {
             if !self.coordinator.connected() {
@@ -51,6 +73,18 @@ impl Stopper {
         }
         log::warn!("the coordinator did not stop within 5 s");
     }
+}
+
+/// Opens the pool, applies migrations and reads (or creates) the end-callback key (blocking;
+/// call before the runtime is busy).
+fn open_gateway_database(settings: &Settings) -> anyhow::Result<(Db, EndCallbackKey)> {
+    let db = open_database(settings)?;
+    let key = db
+        .get()
+        .map_err(anyhow::Error::from)
+        .and_then(|mut c| EndCallbackKey::load(&mut c).map_err(anyhow::Error::from))
+        .context("cannot read the end-callback key from the database")?;
+    Ok((db, key))
 }
 
 /// Opens the pool and applies migrations (blocking; call before the runtime is busy).
@@ -74,14 +108,15 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 /// Starts the coordinator on `arbiter` (stopping the arbiter stops the coordinator), with the
-/// awc client created there (awc's client is not `Send`). It publishes running meetings to
-/// `warm` for the sessions.
+/// awc client created there (awc's client is not `Send`). It publishes the meetings sessions
+/// may answer from to `joins`; its creates name `end_callbacks` when given.
 pub fn start_coordinator_on(
     arbiter: &ArbiterHandle,
     settings: &Settings,
     db: Db,
     metrics: Arc<Metrics>,
-    warm: Arc<WarmJoins>,
+    joins: Arc<JoinTable>,
+    end_callbacks: Option<EndCallbacks>,
 ) -> Addr<BbbCoordinator> {
     let client_config = BbbClientConfig {
         connect_timeout: Duration::from_millis(settings.bbb.connect_timeout_ms),
@@ -94,14 +129,17 @@ pub fn start_coordinator_on(
         healthy_after: settings.bbb.healthy_after,
         create_retry_servers: settings.bbb.create_retry_servers,
         request_timeout: Duration::from_millis(settings.bbb.request_timeout_ms),
+        confirm_ttl: settings.confirm_ttl(),
+        join_deadline: settings.join_deadline(),
+        end_callbacks,
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));
-        BbbCoordinator::publishing_to(
+        BbbCoordinator::new(
             db,
             Rc::new(MeteredBbbApi::new(client, metrics)),
             coordinator_settings,
-            warm,
+            joins,
         )
     })
 }
@@ -118,30 +156,38 @@ impl Application {
         session: SessionConfig,
     ) -> anyhow::Result<Application> {
         let settings_for_db = settings.clone();
-        let db = web::block(move || open_database(&settings_for_db))
+        let (db, end_callback_key) = web::block(move || open_gateway_database(&settings_for_db))
             .await
             .context("database start-up task failed")??;
+        let listener = TcpListener::bind(settings.http.listen)
+            .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
+        let bound = listener.local_addr()?;
+        let port = bound.port();
         let worlds = WorldCache::new(db.clone());
         let metrics = Arc::new(Metrics::new());
         let coordinator_arbiter = Arbiter::new().handle();
-        let warm = Arc::new(WarmJoins::default());
+        let joins = Arc::new(JoinTable::default());
+        let end_callbacks = settings.bbb.end_callbacks.then(|| EndCallbacks {
+            public_url: settings.public_url(bound),
+            key: end_callback_key.clone(),
+        });
         let coordinator = start_coordinator_on(
             &coordinator_arbiter,
             &settings,
             db.clone(),
             metrics.clone(),
-            warm.clone(),
+            joins.clone(),
+            end_callbacks,
         );
-        let listener = TcpListener::bind(settings.http.listen)
-            .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
-        let port = listener.local_addr()?.port();
+        let changes = listen_for_changes(&db, &coordinator);
         let refresh = Duration::from_millis(settings.cache.refresh_interval_ms);
         let state = Arc::new(AppState {
             settings,
             db,
             worlds: worlds.clone(),
             coordinator,
-            warm,
+            joins,
+            end_callback_key,
             session,
             metrics,
             started_at: Instant::now(),
@@ -162,6 +208,7 @@ impl Application {
             server,
             state,
             coordinator_arbiter,
+            listener: changes,
         })
     }
 
@@ -184,6 +231,7 @@ impl Application {
             server: self.server.handle(),
             coordinator_arbiter: self.coordinator_arbiter.clone(),
             coordinator: self.state.coordinator.clone(),
+            listener: self.listener.clone(),
         }
     }
 
@@ -191,9 +239,30 @@ impl Application {
     /// releases the poll leadership at once instead of at process exit.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        stop_listener(self.listener).await;
         self.coordinator_arbiter.stop();
         result
     }
+}
+
+/// On PostgreSQL, feeds other instances' changes (meetings BBB ended) to the coordinator,
+/// which re-reads the stored meetings after every (re)connection of the listener.
+fn listen_for_changes(
+    db: &Db,
+    coordinator: &Addr<BbbCoordinator>,
+) -> Option<Arc<std::sync::Mutex<Option<ChangeListener>>>> {
+    let on_change = coordinator.clone();
+    let on_resync = coordinator.clone();
+    let listener = crate::db::changes::listen(
+        db,
+        move |change| match change {
+            Change::MeetingEnded { key, issued_at } => {
+                on_change.do_send(MeetingEnded { key, issued_at })
+            }
+        },
+        move || on_resync.do_send(PollNow),
+    )?;
+    Some(Arc::new(std::sync::Mutex::new(Some(listener))))
 }
 
 /// Picks up worlds changed by other processes (CLI imports, other instances).

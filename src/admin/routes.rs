@@ -172,7 +172,7 @@ pub async fn set_state(
     body: web::Bytes,
 ) -> ApiResult {
     check(&req, &state)?;
-    let id = path.into_inner();
+    let id = crate::ids::ServerId::new(path.into_inner());
     let new_state = parse_body::<StateBody>(&body)?.state;
     state
         .coordinator
@@ -191,7 +191,7 @@ pub async fn panic(
     path: web::Path<i32>,
 ) -> ApiResult {
     check(&req, &state)?;
-    let id = path.into_inner();
+    let id = crate::ids::ServerId::new(path.into_inner());
     let n = state.coordinator.send(PanicServer { id }).await??;
     Ok(HttpResponse::Ok().json(json!({"id": id, "meetings_forgotten": n})))
 }

@@ -5,6 +5,7 @@ use crate::bbb::{ChecksumAlgorithm, Secret};
 use crate::config::Settings;
 use crate::db::server_status;
 use crate::db::servers::{self, NewServer, ServerState};
+use crate::ids::ServerId;
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -32,11 +33,11 @@ pub enum ServerCommand {
     /// List servers with their live state (never the secret).
     List,
     /// Enable, cordon (keep running meetings, no new ones) or disable a server.
-    SetState { id: i32, state: ServerState },
+    SetState { id: ServerId, state: ServerState },
     /// Forget every meeting on a server so they are re-created elsewhere at the next join.
-    Panic { id: i32 },
+    Panic { id: ServerId },
     /// Unregister a server.
-    Remove { id: i32 },
+    Remove { id: ServerId },
 }
 
 pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
@@ -96,7 +97,7 @@ pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
 /// An aligned text table of the fleet.
 pub fn render_table(
     rows: &[servers::ServerRow],
-    status: &std::collections::HashMap<i32, server_status::ServerStatusRow>,
+    status: &std::collections::HashMap<crate::ids::ServerId, server_status::ServerStatusRow>,
 ) -> String {
     let header = [
         "id",

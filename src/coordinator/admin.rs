@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::db::servers::ServerState;
 use crate::db::DbError;
+use crate::ids::ServerId;
 
 use super::{BbbCoordinator, CoordinatorStats};
 
@@ -14,7 +15,7 @@ use super::{BbbCoordinator, CoordinatorStats};
 pub enum AdminError {
     /// No server with this id (404).
     #[error("no server with id {0}")]
-    UnknownServer(i32),
+    UnknownServer(ServerId),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -22,7 +23,7 @@ pub enum AdminError {
 /// One server in [`FleetStatus`]. Has no secret field, so it can be serialised as is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerStatus {
-    pub id: i32,
+    pub id: ServerId,
     pub url: String,
     pub state: ServerState,
     pub online: bool,
@@ -89,7 +90,7 @@ impl Message for ReloadServers {
 /// Stores and applies a server's state.
 #[derive(Debug, Clone, Copy)]
 pub struct SetServerState {
-    pub id: i32,
+    pub id: ServerId,
     pub state: ServerState,
 }
 
@@ -101,7 +102,7 @@ impl Message for SetServerState {
 /// at its next join. Answers how many stored meetings were forgotten.
 #[derive(Debug, Clone, Copy)]
 pub struct PanicServer {
-    pub id: i32,
+    pub id: ServerId,
 }
 
 impl Message for PanicServer {
@@ -126,34 +127,35 @@ impl BbbCoordinator {
             .iter()
             .map(|s| {
                 let c = s.candidate(now, age);
+                let load = s.load();
                 ServerStatus {
                     id: s.id(),
-                    url: s.row.url.clone(),
+                    url: s.row().url.clone(),
                     state: s.state(),
-                    online: s.online,
-                    suspect: s.suspect,
-                    meetings: s.load.meetings,
+                    online: s.online(),
+                    suspect: s.suspect(),
+                    meetings: load.meetings,
                     meetings_placed: self.meetings.count_on(s.id()),
-                    participants: s.load.participants,
-                    listeners: s.load.listeners,
-                    voice: s.load.voice,
-                    videos: s.load.videos,
-                    largest_meeting: s.load.largest_meeting,
-                    load: s.load.load,
+                    participants: load.participants,
+                    listeners: load.listeners,
+                    voice: load.voice,
+                    videos: load.videos,
+                    largest_meeting: load.largest_meeting,
+                    load: load.load,
                     reserved: c.reserved,
                     score: c.score(),
-                    weight: s.row.weight,
-                    tag: s.row.tag.clone(),
-                    world: s.row.world_id.clone(),
-                    last_poll_at_ms: s.last_poll_at_ms,
-                    last_error: s.last_error.clone(),
-                    consecutive_failures: s.consecutive_failures,
-                    bbb_version: s.bbb_version.clone(),
+                    weight: s.row().weight,
+                    tag: s.row().tag.clone(),
+                    world: s.row().world_id.clone(),
+                    last_poll_at_ms: s.last_poll_at_ms(),
+                    last_error: s.last_error().map(str::to_string),
+                    consecutive_failures: s.poll_failures(),
+                    bbb_version: s.bbb_version().map(str::to_string),
                 }
             })
             .collect();
         let mut stats = self.stats.clone();
-        stats.joins_from_memory += self.warm.served();
+        stats.joins_from_memory += self.joins.served();
         FleetStatus {
             servers,
             meetings_known: self.meetings.len(),
@@ -180,6 +182,7 @@ impl Handler<ReloadServers> for BbbCoordinator {
         let fut = async move { db.run(crate::db::servers::list).await };
         Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
             act.apply_rows(res?);
+            act.publish();
             Ok(())
         }))
     }
@@ -199,9 +202,8 @@ impl Handler<SetServerState> for BbbCoordinator {
             if !res? {
                 return Err(AdminError::UnknownServer(id));
             }
-            if let Some(mut s) = act.fleet.get_mut(id) {
-                s.row.state = state;
-            }
+            act.fleet.set_state(id, state);
+            act.publish();
             log::info!("server {id} is now {state}");
             Ok(())
         }))
@@ -222,18 +224,20 @@ impl Handler<PanicServer> for BbbCoordinator {
             })
             .await
         };
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             let (forgotten, epoch) = res?.ok_or(AdminError::UnknownServer(id))?;
             // Our own panic: do not treat the epoch bump as someone else's at the next reload.
             act.panic_epochs.insert(id, epoch);
+            act.fleet.panicked(id);
             let meeting_ids = act.meetings.detach_server(id);
             log::warn!(
                 "server {id} panicked: forgetting {} meeting(s) and ending them there",
                 meeting_ids.len()
             );
             for meeting_id in meeting_ids {
-                act.end_on(id, meeting_id);
+                act.end_on(id, meeting_id, ctx);
             }
+            act.publish();
             Ok(forgotten)
         }))
     }

@@ -1,10 +1,18 @@
-//! Making sure a meeting exists before a join URL is handed out.
+//! Making sure a meeting runs before a join URL is handed out.
 //!
-//! Fast path: the meeting is known to be running on a server that serves it → the target comes
-//! from memory (no create, no database). Otherwise one `create` (idempotent) is sent, shared by
-//! every join arriving meanwhile (single flight). A create failing with a server fault marks the
-//! server suspect and is retried on the next best server, moving the meeting; a FAILED answer to
-//! a bad request is not retried.
+//! A meeting confirmed running within `bbb.confirm_ttl_ms` on a trusted server is answered from
+//! memory. Any other join re-issues `create` (idempotent), one per meeting however many joins
+//! wait for it (single flight), and every waiting join gets the createTime that create
+//! returned. The create goes to the meeting's server when that server is usable (it
+//! re-confirms the meeting there); when that fails with a server fault, or the server is
+//! unusable, the meeting is placed on the next best server within the same request. A FAILED
+//! answer to a bad request is not retried. Every request is answered by its deadline.
+//!
+//! Every create first claims the placement in the database (conditionally: only if the
+//! meeting is still where this instance last saw it), also when it stays on its server, so two
+//! instances never split a meeting. A create, claim or probe applies only if neither the
+//! meeting's nor the server's generation changed while it was in flight; otherwise its result
+//! is discarded (and a meeting created where it no longer belongs is ended there).
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -13,20 +21,22 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::bbb::{BbbError, CreateResponse};
+use crate::db::meetings::MeetingRow;
 use crate::db::servers::ServerState;
+use crate::end_callback::callback_url;
+use crate::ids::{MeetingKey, ServerId};
+use crate::join::params::{self, CreateTemplate};
+use crate::join::JoinTarget;
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
 
-use super::join_url::{self, CreateTemplate};
-use super::meetings::{self, JoinTarget, MeetingEntry};
+use super::lifecycle::{MeetingEntry, MeetingState};
 use super::placement::{self, NoEligibleServer};
-use super::{failed, with_timeout, BbbCoordinator, JoinResult, LocalActFut};
-
-const SERVICE_UNAVAILABLE: &str = "the video service is unavailable, please try again shortly";
+use super::{failed, with_timeout, BbbCoordinator, JoinResult, LocalActFut, SERVICE_UNAVAILABLE};
 
 /// Which meeting a join needs, and how to create it.
 #[derive(Debug, Clone)]
 pub(super) struct MeetingSpec {
-    pub key: String,
+    pub key: MeetingKey,
     pub world_id: String,
     pub room_id: Option<String>,
     pub call_id: Option<String>,
@@ -38,62 +48,94 @@ pub(super) struct MeetingSpec {
 impl MeetingSpec {
     pub fn room(world: &WorldSnapshot, room: &RoomSnapshot, bbb: &BbbRoomConfig) -> Self {
         MeetingSpec {
-            key: meetings::room_key(&world.id, &room.id),
+            key: MeetingKey::room(&world.id, &room.id),
             world_id: world.id.clone(),
             room_id: Some(room.id.clone()),
             call_id: None,
-            template: join_url::room_create(world, room, bbb),
+            template: params::room_create(world, room, bbb),
             prefer_server: bbb.prefer_server.clone(),
         }
     }
 
     pub fn call(world_id: &str, call_id: &str) -> Self {
         MeetingSpec {
-            key: meetings::call_key(call_id),
+            key: MeetingKey::call(call_id),
             world_id: world_id.to_string(),
             room_id: None,
             call_id: Some(call_id.to_string()),
-            template: join_url::call_create(call_id),
+            template: params::call_create(call_id),
             prefer_server: None,
         }
     }
 }
 
-/// Progress of one ensure: servers not to try again, and how many server faults so far.
-#[derive(Debug, Clone, Default)]
+/// Progress of one ensure.
+#[derive(Debug, Clone)]
 struct Attempts {
-    skip: Vec<i32>,
+    /// Servers not to try again.
+    skip: Vec<ServerId>,
+    /// Server faults so far.
     faults: u32,
     /// Claims lost to another instance that placed the meeting first.
     lost_claims: u32,
+    /// Results discarded because the meeting or server changed meanwhile.
+    discarded: u32,
+    /// The answer is due by then.
+    deadline: Instant,
 }
 
-/// Claims lost in a row before a join gives up (each loss adopts the winner's placement, so a
-/// second loss needs yet another instance moving the meeting meanwhile).
-const MAX_LOST_CLAIMS: u32 = 3;
+impl Attempts {
+    fn new(deadline: Instant) -> Self {
+        Attempts {
+            skip: Vec::new(),
+            faults: 0,
+            lost_claims: 0,
+            discarded: 0,
+            deadline,
+        }
+    }
+}
+
+/// Claims lost, or results discarded, in a row before a join gives up (each needs yet another
+/// change by someone else meanwhile).
+const MAX_RETRIES: u32 = 3;
+/// Consecutive failed contacts after which a meeting's server is not even tried for a
+/// re-confirmation: the meeting moves at once.
+const DEAD_AFTER_FAILURES: u32 = 2;
 
 /// How a create attempt ended.
 enum CreateOutcome {
-    /// The create was sent (the claim, if any, was won).
-    Sent(Result<CreateResponse, BbbError>),
-    /// Another instance placed the meeting first: the stored row (`None`: deleted meanwhile).
-    LostClaim(Option<crate::db::meetings::MeetingRow>),
-    /// The claim could not be written: placing without it could split the meeting.
+    /// The create was sent at the instant given (the claim, if any, was won).
+    Sent(Instant, Result<CreateResponse, BbbError>),
+    /// Another instance placed the meeting elsewhere first: the stored row (`None`: deleted).
+    LostClaim(Option<MeetingRow>),
+    /// The claim of a move could not be written: placing without it could split the meeting.
     ClaimFailed,
 }
 
-/// What to do with a meeting that is not known to be running.
+/// What to do with a meeting that is not answerable from memory.
 enum Plan {
     /// Send `create` to this server (its current one, or a newly chosen one).
-    Create(i32),
+    Create(ServerId),
     /// Its server is cordoned: ask whether it still runs there before moving it.
-    Probe(i32),
+    Probe(ServerId),
+}
+
+/// What a create or probe started from: its result applies only if both are unchanged.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    generation: u64,
+    server_generation: u64,
 }
 
 impl BbbCoordinator {
     /// The join target of `spec`'s meeting, creating the meeting when needed.
-    pub(super) fn join_target(&mut self, spec: MeetingSpec) -> LocalActFut<JoinResult> {
-        if let Some(target) = self.meetings.known_running(&spec.key, &self.fleet) {
+    pub(super) fn join_target(
+        &mut self,
+        spec: MeetingSpec,
+        deadline: Instant,
+    ) -> LocalActFut<JoinResult> {
+        if let Some((target, _)) = self.answerable(&spec.key, Instant::now()) {
             self.stats.joins_from_memory += 1;
             return Box::pin(fut::ready(Ok(target)));
         }
@@ -109,24 +151,45 @@ impl BbbCoordinator {
                 .into_actor(self),
             );
         }
-        // This join leads: it runs the ensure and hands the result to everyone who waited.
+        self.lead(spec, deadline)
+    }
+
+    /// Re-confirms a meeting sessions are joining before its confirmation expires (no join
+    /// waits for it). Nothing happens when a create for it is in flight already.
+    pub(super) fn reconfirm(
+        &mut self,
+        spec: MeetingSpec,
+        deadline: Instant,
+    ) -> LocalActFut<JoinResult> {
+        if self.inflight.contains_key(&spec.key) {
+            return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+        }
+        self.lead(spec, deadline)
+    }
+
+    /// This request runs the ensure and hands the result to everyone who waited meanwhile.
+    fn lead(&mut self, spec: MeetingSpec, deadline: Instant) -> LocalActFut<JoinResult> {
         let key = spec.key.clone();
         self.inflight.insert(key.clone(), Vec::new());
-        Box::pin(self.ensure(Rc::new(spec)).map(move |res, act, _ctx| {
-            for waiter in act.inflight.remove(&key).unwrap_or_default() {
-                let _ = waiter.send(res.clone());
-            }
-            res
-        }))
+        Box::pin(
+            self.ensure(Rc::new(spec), deadline)
+                .map(move |res, act, _ctx| {
+                    for waiter in act.inflight.remove(&key).unwrap_or_default() {
+                        let _ = waiter.send(res.clone());
+                    }
+                    act.publish();
+                    res
+                }),
+        )
     }
 
     /// Reads (or stores) the meeting's row, then creates it. The row is read even when memory
     /// knows the meeting: another gateway instance may have placed or moved it since, and the
-    /// database is where placements are decided (see [`crate::db::meetings::claim`]). When the
-    /// database is unreachable, a meeting memory knows still goes ahead on its known server.
-    fn ensure(&mut self, spec: Rc<MeetingSpec>) -> LocalActFut<JoinResult> {
+    /// database is where placements are decided. When the database is unreachable, a meeting
+    /// memory knows still goes ahead on its known server.
+    fn ensure(&mut self, spec: Rc<MeetingSpec>, deadline: Instant) -> LocalActFut<JoinResult> {
         let fresh = MeetingEntry::new(
-            &spec.key,
+            spec.key.clone(),
             &spec.world_id,
             spec.room_id.as_deref(),
             spec.call_id.as_deref(),
@@ -145,17 +208,18 @@ impl BbbCoordinator {
         Box::pin(
             stored
                 .into_actor(self)
-                .then(move |res, act, _ctx| match res {
+                .then(move |res, act, ctx| match res {
                     Ok(row) => {
                         act.adopt_row(row);
-                        act.attempt(spec, Attempts::default())
+                        act.publish();
+                        act.attempt(spec, Attempts::new(deadline), ctx)
                     }
                     Err(e) if act.meetings.get(&spec.key).is_some() => {
                         log::warn!(
                             "cannot re-read the meeting of {} (using memory): {e}",
                             spec.key
                         );
-                        act.attempt(spec, Attempts::default())
+                        act.attempt(spec, Attempts::new(deadline), ctx)
                     }
                     Err(e) => {
                         log::error!("cannot store the meeting of {}: {e}", spec.key);
@@ -167,44 +231,43 @@ impl BbbCoordinator {
 
     /// Makes memory agree with a stored row: a meeting memory lacks is added, one stored with
     /// other ids replaces memory's, and one another instance placed elsewhere is followed there
-    /// (its liveness is then unknown until a create or a poll confirms it).
-    pub(super) fn adopt_row(&mut self, row: crate::db::meetings::MeetingRow) {
-        let known_server = self
+    /// (unconfirmed until a create or a poll confirms it).
+    pub(super) fn adopt_row(&mut self, row: MeetingRow) {
+        let same_ids = self
             .meetings
             .get(&row.meeting_key)
-            .filter(|e| e.meeting_id == row.meeting_id)
-            .map(|e| e.server);
-        match known_server {
-            Some(server) if server == row.server() => {}
-            Some(_) => {
-                log::info!(
-                    "{} was placed on {:?} by another instance; following it",
-                    row.meeting_key,
-                    row.server()
-                );
-                if let Some(mut entry) = self.meetings.get_mut(&row.meeting_key) {
-                    entry.server = row.server();
-                    entry.live = false;
-                    entry.confirmed_at = None;
-                }
+            .map(|e| e.meeting_id == row.meeting_id);
+        match same_ids {
+            Some(true) => {
+                let key = row.meeting_key.clone();
+                self.meetings.update(&key, |e| {
+                    if e.server() != row.server {
+                        log::info!(
+                            "{key} was placed on {:?} by another instance; following it",
+                            row.server
+                        );
+                    }
+                    e.adopt(row.server);
+                });
             }
-            None => self.meetings.insert(MeetingEntry::from_row(row)),
+            _ => self.meetings.insert(MeetingEntry::from_row(row)),
         }
     }
 
     fn plan(&mut self, spec: &MeetingSpec, attempts: &Attempts) -> Result<Plan, NoEligibleServer> {
-        let current = self
-            .meetings
-            .get(&spec.key)
-            .and_then(|e| e.server)
+        let entry = self.meetings.get(&spec.key);
+        let ended = entry.is_some_and(|e| matches!(e.state(), MeetingState::Ended { .. }));
+        let current = entry
+            .and_then(MeetingEntry::server)
             .filter(|s| !attempts.skip.contains(s))
-            .and_then(|s| self.fleet.get(s));
+            .and_then(|s| self.fleet.get(s))
+            .filter(|s| s.online() && s.contact_failures() < DEAD_AFTER_FAILURES);
         if let Some(s) = current {
-            if s.online && !s.suspect && s.state() == ServerState::Enabled {
-                return Ok(Plan::Create(s.id()));
-            }
-            if s.online && s.state() == ServerState::Cordoned {
-                return Ok(Plan::Probe(s.id()));
+            match s.state() {
+                ServerState::Enabled => return Ok(Plan::Create(s.id())),
+                // A cordoned server keeps its running meetings but gets no new ones.
+                ServerState::Cordoned if !ended => return Ok(Plan::Probe(s.id())),
+                _ => {}
             }
         }
         let candidates = self.fleet.candidates(self.max_reservation_age());
@@ -218,10 +281,21 @@ impl BbbCoordinator {
         .map(Plan::Create)
     }
 
-    fn attempt(&mut self, spec: Rc<MeetingSpec>, attempts: Attempts) -> LocalActFut<JoinResult> {
+    fn attempt(
+        &mut self,
+        spec: Rc<MeetingSpec>,
+        attempts: Attempts,
+        ctx: &mut Context<Self>,
+    ) -> LocalActFut<JoinResult> {
+        if Instant::now() >= attempts.deadline {
+            log::warn!("giving up on {}: its join deadline passed", spec.key);
+            return Box::pin(fut::ready(Err(failed(
+                "the video servers did not answer in time, please try again shortly",
+            ))));
+        }
         match self.plan(&spec, &attempts) {
             Ok(Plan::Create(server)) => self.create_on(spec, server, attempts),
-            Ok(Plan::Probe(server)) => self.probe(spec, server, attempts),
+            Ok(Plan::Probe(server)) => self.probe(spec, server, attempts, ctx),
             Err(NoEligibleServer(message)) => {
                 log::warn!("no BBB server for {}: {message}", spec.key);
                 Box::pin(fut::ready(Err(failed(&message))))
@@ -229,49 +303,87 @@ impl BbbCoordinator {
         }
     }
 
+    /// What a create or probe of `key` on `server` starts from.
+    fn start_point(&self, key: &MeetingKey, server: ServerId) -> Option<Started> {
+        Some(Started {
+            generation: self.meetings.get(key)?.generation(),
+            server_generation: self.fleet.get(server)?.generation(),
+        })
+    }
+
+    /// Whether what `started` recorded is still current.
+    fn still_current(&self, key: &MeetingKey, server: ServerId, started: Started) -> bool {
+        self.start_point(key, server).is_some_and(|now| {
+            now.generation == started.generation
+                && now.server_generation == started.server_generation
+        })
+    }
+
     fn create_on(
         &mut self,
         spec: Rc<MeetingSpec>,
-        server: i32,
+        server: ServerId,
         attempts: Attempts,
     ) -> LocalActFut<JoinResult> {
-        let (Some(entry), Some(live)) = (self.meetings.get(&spec.key), self.fleet.get(server))
-        else {
+        let (Some(entry), Some(live), Some(started)) = (
+            self.meetings.get(&spec.key),
+            self.fleet.get(server),
+            self.start_point(&spec.key, server),
+        ) else {
             return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
         };
-        let endpoint = live.endpoint.clone();
-        let request =
-            spec.template
-                .request(&entry.meeting_id, &entry.attendee_pw, &entry.moderator_pw);
+        let endpoint = live.endpoint().clone();
+        let issued_at = crate::db::now_ms();
+        let callback =
+            self.settings.end_callbacks.as_ref().map(|cb| {
+                callback_url(&cb.public_url, &cb.key.token(&entry.meeting_id, issued_at))
+            });
+        let request = spec.template.request(
+            &entry.meeting_id,
+            &entry.attendee_pw,
+            &entry.moderator_pw,
+            callback,
+        );
         let meeting_id = entry.meeting_id.clone();
-        let previous = entry.server;
-        // Claim the new placement before the create: the database decides between instances
-        // racing to place the meeting, and a crash in between still knows where it may run.
-        let claim = (previous != Some(server)).then(|| (self.db.clone(), spec.key.clone()));
-        self.fleet.reserve(server, &meeting_id);
+        let previous = entry.server();
+        let moving = previous != Some(server);
+        if previous.is_some() && !moving {
+            self.stats.reconfirm_creates += 1;
+        }
+        if moving {
+            self.fleet.reserve(server, &meeting_id);
+        }
+        let db = self.db.clone();
+        let key = spec.key.clone();
         let api = self.api.clone();
-        let timeout = self.settings.request_timeout;
+        let timeout = self.call_timeout(attempts.deadline);
         let fut = async move {
-            if let Some((db, key)) = claim {
-                match db
-                    .run(move |c| crate::db::meetings::claim(c, &key, previous, server))
-                    .await
-                {
-                    Ok(Some(row)) if row.server() == Some(server) => {}
-                    Ok(row) => return CreateOutcome::LostClaim(row),
-                    Err(e) => {
-                        log::error!("cannot claim a meeting's placement on server {server}: {e}");
-                        return CreateOutcome::ClaimFailed;
-                    }
+            match db
+                .run(move |c| crate::db::meetings::claim(c, &key, previous, Some(server)))
+                .await
+            {
+                Ok(Some(row)) if row.server == Some(server) => {}
+                Ok(row) => return CreateOutcome::LostClaim(row),
+                Err(e) if moving => {
+                    log::error!("cannot claim a meeting's placement on server {server}: {e}");
+                    return CreateOutcome::ClaimFailed;
+                }
+                Err(e) => {
+                    log::warn!("cannot confirm a meeting's placement on server {server} (re-creating it there anyway): {e}");
                 }
             }
-            CreateOutcome::Sent(with_timeout(timeout, api.create(&endpoint, &request)).await)
+            let sent_at = Instant::now();
+            CreateOutcome::Sent(
+                sent_at,
+                with_timeout(timeout, api.create(&endpoint, &request)).await,
+            )
         };
-        Box::pin(fut.into_actor(self).then(move |outcome, act, _ctx| {
-            let res = match outcome {
-                CreateOutcome::Sent(res) => res,
+        Box::pin(fut.into_actor(self).then(move |outcome, act, ctx| {
+            let (sent_at, res) = match outcome {
+                CreateOutcome::Sent(sent_at, res) => (sent_at, res),
                 CreateOutcome::LostClaim(row) => {
-                    return act.lost_claim(spec, server, meeting_id, attempts, row)
+                    act.fleet.unreserve(server, &meeting_id);
+                    return act.lost_claim(spec, attempts, row, ctx);
                 }
                 CreateOutcome::ClaimFailed => {
                     act.fleet.unreserve(server, &meeting_id);
@@ -279,21 +391,27 @@ impl BbbCoordinator {
                 }
             };
             act.stats.creates_sent += 1;
-            act.after_create(spec, server, previous, meeting_id, attempts, res)
+            let created = CreateResult {
+                server,
+                previous,
+                meeting_id,
+                started,
+                sent_at,
+                issued_at,
+            };
+            act.after_create(spec, created, attempts, res, ctx)
         }))
     }
 
     /// Another instance placed the meeting first: adopt its placement and plan again, which
-    /// creates (idempotently) on the winner's server when it is eligible here too.
+    /// creates (idempotently) on the winner's server when it is usable here too.
     fn lost_claim(
         &mut self,
         spec: Rc<MeetingSpec>,
-        server: i32,
-        meeting_id: String,
         mut attempts: Attempts,
-        row: Option<crate::db::meetings::MeetingRow>,
+        row: Option<MeetingRow>,
+        ctx: &mut Context<Self>,
     ) -> LocalActFut<JoinResult> {
-        self.fleet.unreserve(server, &meeting_id);
         attempts.lost_claims += 1;
         let Some(row) = row else {
             return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
@@ -301,134 +419,237 @@ impl BbbCoordinator {
         log::info!(
             "{} was placed on {:?} by another instance first; joining it there",
             spec.key,
-            row.server()
+            row.server
         );
         self.adopt_row(row);
-        if attempts.lost_claims > MAX_LOST_CLAIMS {
+        self.publish();
+        if attempts.lost_claims > MAX_RETRIES {
             return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
         }
-        self.attempt(spec, attempts)
+        self.attempt(spec, attempts, ctx)
     }
 
     fn after_create(
         &mut self,
         spec: Rc<MeetingSpec>,
-        server: i32,
-        previous: Option<i32>,
-        meeting_id: String,
+        created: CreateResult,
         mut attempts: Attempts,
         res: Result<CreateResponse, BbbError>,
+        ctx: &mut Context<Self>,
     ) -> LocalActFut<JoinResult> {
-        match res {
-            Ok(reply) => {
-                if previous.is_some_and(|p| p != server) {
+        let CreateResult {
+            server,
+            previous,
+            ref meeting_id,
+            started,
+            ..
+        } = created;
+        self.record_contact(server, res.as_ref().map(|_| ()));
+        let current = self.still_current(&spec.key, server, started);
+        let outcome = match res {
+            Ok(reply) if current => {
+                if let Some(old) = previous.filter(|p| *p != server) {
                     self.stats.meetings_moved += 1;
-                    if let Some(old) = previous {
-                        log::info!(
-                            "meeting of {} moved from server {old} to {server}",
-                            spec.key
-                        );
-                        // Moving a meeting ends it where it was (best effort; if that server is
-                        // down, the poller ends it when it answers again).
-                        self.end_on(old, meeting_id);
-                    }
+                    log::info!(
+                        "meeting of {} moved from server {old} to {server}",
+                        spec.key
+                    );
+                    // Moving a meeting ends it where it was (best effort; if that server is
+                    // down, the poller ends it when it answers again).
+                    self.end_on(old, meeting_id.clone(), ctx);
                 }
-                Box::pin(fut::ready(self.confirm(
-                    &spec.key,
-                    server,
-                    reply.create_time,
-                )))
+                Ok(self.confirm_created(&spec.key, &created, &reply, ctx))
+            }
+            Ok(_) => {
+                // The meeting or the server changed while the create was in flight (panic,
+                // move, end callback, new secret): this result is void.
+                self.stats.results_discarded += 1;
+                self.fleet.unreserve(server, meeting_id);
+                let belongs = self
+                    .meetings
+                    .get(&spec.key)
+                    .is_some_and(|e| e.server() == Some(server));
+                if !belongs {
+                    log::info!(
+                        "{} changed while it was being created on server {server}; ending it there",
+                        spec.key
+                    );
+                    self.end_on(server, meeting_id.clone(), ctx);
+                }
+                attempts.discarded += 1;
+                let server_changed = self
+                    .fleet
+                    .get(server)
+                    .is_none_or(|s| s.generation() != started.server_generation);
+                if !belongs || server_changed {
+                    attempts.skip.push(server);
+                }
+                Err(attempts)
             }
             Err(e) if e.is_server_fault() => {
                 self.stats.create_failures += 1;
-                self.fleet.mark_suspect(server);
-                self.fleet.unreserve(server, &meeting_id);
+                self.fleet.unreserve(server, meeting_id);
                 attempts.skip.push(server);
                 attempts.faults += 1;
                 log::warn!("create of {} on server {server} failed: {e}", spec.key);
                 if attempts.faults > self.settings.create_retry_servers {
+                    self.publish();
                     return Box::pin(fut::ready(Err(failed(
                         "the video servers did not answer, please try again shortly",
                     ))));
                 }
-                self.attempt(spec, attempts)
+                Err(attempts)
             }
             Err(e) => {
                 self.stats.create_failures += 1;
-                self.fleet.unreserve(server, &meeting_id);
+                self.fleet.unreserve(server, meeting_id);
                 log::warn!("server {server} refused to create {}: {e}", spec.key);
-                Box::pin(fut::ready(Err(failed("BBB refused to create the meeting"))))
+                self.publish();
+                return Box::pin(fut::ready(Err(failed("BBB refused to create the meeting"))));
             }
+        };
+        self.publish();
+        match outcome {
+            Ok(target) => Box::pin(fut::ready(target)),
+            Err(attempts) if attempts.discarded > MAX_RETRIES => {
+                Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))))
+            }
+            Err(attempts) => self.attempt(spec, attempts, ctx),
         }
     }
 
-    /// The meeting exists on `server` with `create_time`: remember it, persist a changed
-    /// createTime in the background, and return the join target.
-    fn confirm(&mut self, key: &str, server: i32, create_time: i64) -> JoinResult {
-        let endpoint = self
-            .fleet
-            .get(server)
-            .map(|s| s.endpoint.clone())
-            .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
-        let mut entry = self
-            .meetings
-            .get_mut(key)
-            .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
-        entry.server = Some(server);
-        entry.live = true;
-        entry.confirmed_at = Some(Instant::now());
-        if create_time > 0 && entry.create_time != Some(create_time) {
-            entry.create_time = Some(create_time);
+    /// The create answered SUCCESS: the meeting runs there as the instance BBB named,
+    /// confirmed when the create was sent. A create that started the instance (no
+    /// `duplicateWarning`) also makes its end-callback token the one that counts. Both are
+    /// stored in the background.
+    fn confirm_created(
+        &mut self,
+        key: &MeetingKey,
+        created: &CreateResult,
+        reply: &CreateResponse,
+        ctx: &mut Context<Self>,
+    ) -> JoinResult {
+        let started_instance = (!reply.duplicate).then_some(created.issued_at);
+        let changed = self.meetings.update(key, |e| {
+            let before = (e.create_time(), e.instance_issued_at());
+            e.confirm(created.server, reply.create_time, created.sent_at);
+            if let Some(issued_at) = started_instance {
+                e.started_instance(issued_at);
+            }
+            before != (e.create_time(), e.instance_issued_at())
+        });
+        if changed == Some(true) {
             let db = self.db.clone();
-            let key = key.to_string();
-            actix::spawn(async move {
+            let key = key.clone();
+            let create_time = reply.create_time;
+            let store = async move {
                 if let Err(e) = db
-                    .run(move |c| crate::db::meetings::set_create_time(c, &key, create_time))
+                    .run(move |c| {
+                        crate::db::meetings::record_create(c, &key, create_time, started_instance)
+                    })
                     .await
                 {
                     log::warn!("cannot store a meeting's createTime: {e}");
                 }
-            });
+            };
+            self.spawn_background(ctx, Box::pin(store.into_actor(self)));
         }
-        let target = JoinTarget::new(&entry, server, endpoint);
-        drop(entry);
-        // Publish at once, so the crowd behind this join is answered by the sessions.
-        self.meetings.known_running(key, &self.fleet);
-        Ok(target)
+        self.target_of(key)
+    }
+
+    /// The join target of a meeting just confirmed running.
+    fn target_of(&self, key: &MeetingKey) -> JoinResult {
+        let entry = self
+            .meetings
+            .get(key)
+            .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
+        let (server, create_time, _) = entry
+            .state()
+            .running()
+            .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
+        let live = self
+            .fleet
+            .get(server)
+            .ok_or_else(|| failed(SERVICE_UNAVAILABLE))?;
+        Ok(JoinTarget {
+            server,
+            endpoint: live.endpoint().clone(),
+            meeting_id: entry.meeting_id.clone(),
+            attendee_pw: entry.attendee_pw.clone(),
+            moderator_pw: entry.moderator_pw.clone(),
+            create_time: (create_time > 0).then_some(create_time),
+        })
     }
 
     /// The meeting's server is cordoned: keep it there if it still runs, else move it.
     fn probe(
         &mut self,
         spec: Rc<MeetingSpec>,
-        server: i32,
+        server: ServerId,
         mut attempts: Attempts,
+        _ctx: &mut Context<Self>,
     ) -> LocalActFut<JoinResult> {
-        let (Some(entry), Some(live)) = (self.meetings.get(&spec.key), self.fleet.get(server))
-        else {
+        let (Some(entry), Some(live), Some(started)) = (
+            self.meetings.get(&spec.key),
+            self.fleet.get(server),
+            self.start_point(&spec.key, server),
+        ) else {
             return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
         };
-        let info = self.api.get_meeting_info(&live.endpoint, &entry.meeting_id);
-        let timeout = self.settings.request_timeout;
+        let info = self
+            .api
+            .get_meeting_info(live.endpoint(), &entry.meeting_id);
+        let timeout = self.call_timeout(attempts.deadline);
+        let sent_at = Instant::now();
         Box::pin(
             async move { with_timeout(timeout, info).await }
                 .into_actor(self)
-                .then(move |res, act, _ctx| match res {
-                    Ok(Some(info)) => {
-                        Box::pin(fut::ready(act.confirm(&spec.key, server, info.create_time)))
-                    }
-                    other => {
-                        if let Err(e) = &other {
+                .then(move |res, act, ctx| -> LocalActFut<JoinResult> {
+                    act.record_contact(server, res.as_ref().map(|_| ()));
+                    let current = act.still_current(&spec.key, server, started);
+                    match res {
+                        Ok(Some(info)) if current && info.create_time > 0 => {
+                            act.meetings.update(&spec.key, |e| {
+                                e.confirm(server, info.create_time, sent_at)
+                            });
+                            let target = act.target_of(&spec.key);
+                            act.publish();
+                            return Box::pin(fut::ready(target));
+                        }
+                        Ok(_) if !current => {
+                            // The meeting or server changed meanwhile: plan again from what
+                            // is known now.
+                            act.stats.results_discarded += 1;
+                            attempts.discarded += 1;
+                            act.publish();
+                            if attempts.discarded > MAX_RETRIES {
+                                return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+                            }
+                            return act.attempt(spec, attempts, ctx);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
                             log::warn!("getMeetingInfo on cordoned server {server} failed: {e}");
                             if e.is_server_fault() {
-                                act.fleet.mark_suspect(server);
                                 attempts.faults += 1;
                             }
                         }
-                        attempts.skip.push(server);
-                        act.attempt(spec, attempts)
                     }
+                    act.publish();
+                    attempts.skip.push(server);
+                    act.attempt(spec, attempts, ctx)
                 }),
         )
     }
+}
+
+/// What a create was sent with, for applying its answer.
+struct CreateResult {
+    server: ServerId,
+    previous: Option<ServerId>,
+    meeting_id: String,
+    started: Started,
+    sent_at: Instant,
+    /// Issue time of the end-callback token the create carried.
+    issued_at: i64,
 }

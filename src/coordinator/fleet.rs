@@ -1,19 +1,22 @@
 //! Live state of every registered BBB server: registry data (re-read from the database each
-//! poll tick), health counters, the last poll's load and the reservations of meetings placed
-//! since.
+//! poll tick), health, the last poll's load and the reservations of meetings placed since.
+//!
+//! Two kinds of health. The poll decides whether a server is *online* (placement), after
+//! `unhealthy_after` failed polls. Any failed contact at all (poll, create, getMeetingInfo,
+//! getRecordings, end, …) makes it *suspect* at once: no join is answered from memory for its
+//! meetings until a later contact succeeds. Fields are private; every change goes through a
+//! method that notes the server for republishing its meetings.
 
-use std::collections::BTreeMap;
-use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::bbb::{MeetingInfo, ServerEndpoint};
 use crate::db::servers::{ServerRow, ServerState};
+use crate::ids::ServerId;
 
 use super::placement::{self, Candidate};
-use super::warm::WarmJoins;
 
 /// Load figures of a server's last successful poll.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -62,26 +65,29 @@ pub enum Transition {
 /// One server as the coordinator sees it.
 #[derive(Debug, Clone)]
 pub struct ServerLive {
-    pub row: ServerRow,
-    pub endpoint: ServerEndpoint,
+    row: ServerRow,
+    endpoint: ServerEndpoint,
     /// Answering polls (starts optimistic: a server is online until `unhealthy_after` polls
-    /// fail, so a restart can serve joins before the first poll finishes).
-    pub online: bool,
-    /// The last poll or a create failed with a server fault: no new meetings while a healthy
-    /// server is left. Cleared by a successful poll.
-    pub suspect: bool,
-    pub consecutive_failures: u32,
-    pub consecutive_successes: u32,
-    pub load: PollLoad,
-    pub last_poll_at_ms: Option<i64>,
-    /// Why the last poll failed (no secrets: BBB errors never carry the URL).
-    pub last_error: Option<String>,
+    /// fail, so a restart can place meetings before the first poll finishes).
+    online: bool,
+    /// Consecutive failed contacts of any kind; > 0 makes the server suspect.
+    contact_failures: u32,
+    poll_failures: u32,
+    poll_successes: u32,
+    load: PollLoad,
+    last_poll_at_ms: Option<i64>,
+    /// Why the last contact failed (no secrets: BBB errors never carry the URL).
+    last_error: Option<String>,
     /// Meetings placed here, with when, that no poll started after their placement has seen.
-    pub reservations: Vec<(String, Instant)>,
+    reservations: Vec<(String, Instant)>,
     /// `bbbVersion` from the server's API index (asked when first seen and when it comes back).
-    pub bbb_version: Option<String>,
+    bbb_version: Option<String>,
     /// The index was asked (or is being asked) since the server was seen or came back.
-    pub version_checked: bool,
+    version_checked: bool,
+    /// Bumped whenever meetings confirmed here before may no longer be joined as they were:
+    /// the endpoint changed (URL, secret, checksum), the server went offline, was disabled or
+    /// panicked. Results of work started before a bump are discarded.
+    generation: u64,
 }
 
 impl ServerLive {
@@ -90,21 +96,32 @@ impl ServerLive {
             endpoint: row.endpoint(),
             row,
             online: true,
-            suspect: false,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
+            contact_failures: 0,
+            poll_failures: 0,
+            poll_successes: 0,
             load: PollLoad::default(),
             last_poll_at_ms: None,
             last_error: None,
             reservations: Vec::new(),
             bbb_version: None,
             version_checked: false,
+            generation: 0,
         }
     }
 
     /// The registry id.
-    pub fn id(&self) -> i32 {
+    pub fn id(&self) -> ServerId {
         self.row.id
+    }
+
+    /// The registry row.
+    pub fn row(&self) -> &ServerRow {
+        &self.row
+    }
+
+    /// Where and how to call it.
+    pub fn endpoint(&self) -> &ServerEndpoint {
+        &self.endpoint
     }
 
     /// The operator-set state.
@@ -112,9 +129,52 @@ impl ServerLive {
         self.row.state
     }
 
-    /// Existing meetings may be joined here without a new create.
+    pub fn online(&self) -> bool {
+        self.online
+    }
+
+    /// A contact failed since the last one that succeeded.
+    pub fn suspect(&self) -> bool {
+        self.contact_failures > 0
+    }
+
+    /// Consecutive failed contacts.
+    pub fn contact_failures(&self) -> u32 {
+        self.contact_failures
+    }
+
+    pub fn poll_failures(&self) -> u32 {
+        self.poll_failures
+    }
+
+    pub fn load(&self) -> &PollLoad {
+        &self.load
+    }
+
+    pub fn last_poll_at_ms(&self) -> Option<i64> {
+        self.last_poll_at_ms
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    pub fn bbb_version(&self) -> Option<&str> {
+        self.bbb_version.as_deref()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Existing meetings may be joined here (online and not disabled), health permitting.
     pub fn serves_existing(&self) -> bool {
         self.online && self.row.state != ServerState::Disabled
+    }
+
+    /// Joins of meetings confirmed here may be answered from memory.
+    pub fn trusted(&self) -> bool {
+        self.serves_existing() && !self.suspect()
     }
 
     /// The placement view, counting reservations younger than `max_reservation_age`.
@@ -129,7 +189,7 @@ impl ServerLive {
             url: self.row.url.clone(),
             state: self.row.state,
             online: self.online,
-            suspect: self.suspect,
+            suspect: self.suspect(),
             world_id: self.row.world_id.clone(),
             weight: self.row.weight,
             load: self.load.load,
@@ -138,58 +198,35 @@ impl ServerLive {
     }
 }
 
-/// Mutable access to one server that withdraws its meetings' published join targets when the
-/// change touched whether or how they are joined (health, state, endpoint).
-pub struct ServerMut<'a> {
-    server: &'a mut ServerLive,
-    before: (bool, ServerEndpoint),
-    warm: &'a WarmJoins,
-}
-
-impl Deref for ServerMut<'_> {
-    type Target = ServerLive;
-    fn deref(&self) -> &ServerLive {
-        self.server
-    }
-}
-
-impl DerefMut for ServerMut<'_> {
-    fn deref_mut(&mut self) -> &mut ServerLive {
-        self.server
-    }
-}
-
-impl Drop for ServerMut<'_> {
-    fn drop(&mut self) {
-        if (self.server.serves_existing(), &self.server.endpoint) != (self.before.0, &self.before.1)
-        {
-            self.warm.withdraw_server(self.server.id());
-        }
-    }
-}
-
-/// All servers by id. A server that stops serving its meetings, or whose endpoint changes,
-/// has their published join targets withdrawn from [`WarmJoins`].
+/// All servers by id. Every change that touches whether or how their meetings are joined notes
+/// the server, so the coordinator republishes its meetings.
 #[derive(Debug, Default)]
 pub struct Fleet {
-    servers: BTreeMap<i32, ServerLive>,
-    warm: Arc<WarmJoins>,
+    servers: BTreeMap<ServerId, ServerLive>,
+    dirty: HashSet<ServerId>,
 }
 
 impl Fleet {
-    /// An empty fleet withdrawing from `warm` (shared with the meeting table).
-    pub fn publishing_to(warm: Arc<WarmJoins>) -> Self {
-        Fleet {
-            warm,
-            ..Default::default()
+    /// Changes one server; notes it for republishing when its trust or endpoint changed, and
+    /// bumps its generation when meetings confirmed there may no longer be joined as they were.
+    fn change<R>(&mut self, id: ServerId, f: impl FnOnce(&mut ServerLive) -> R) -> Option<R> {
+        let s = self.servers.get_mut(&id)?;
+        let before = (s.trusted(), s.serves_existing(), s.endpoint.clone());
+        let result = f(s);
+        if (s.trusted(), &s.endpoint) != (before.0, &before.2) {
+            self.dirty.insert(id);
         }
+        if (before.1 && !s.serves_existing()) || s.endpoint != before.2 {
+            s.generation += 1;
+        }
+        Some(result)
     }
 
     /// Applies the registry as read from the database: adds new servers, updates changed ones
     /// (keeping their health), drops removed ones. Returns the ids removed.
-    pub fn apply_rows(&mut self, rows: Vec<ServerRow>) -> Vec<i32> {
-        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
-        let removed: Vec<i32> = self
+    pub fn apply_rows(&mut self, rows: Vec<ServerRow>) -> Vec<ServerId> {
+        let ids: HashSet<ServerId> = rows.iter().map(|r| r.id).collect();
+        let removed: Vec<ServerId> = self
             .servers
             .keys()
             .copied()
@@ -197,38 +234,27 @@ impl Fleet {
             .collect();
         for id in &removed {
             self.servers.remove(id);
-            self.warm.withdraw_server(*id);
+            self.dirty.insert(*id);
         }
         for row in rows {
-            match self.servers.get_mut(&row.id) {
-                Some(live) => {
-                    if live.row != row {
-                        live.endpoint = row.endpoint();
-                        live.row = row;
-                        self.warm.withdraw_server(live.row.id);
-                    }
+            let id = row.id;
+            let known = self.change(id, |live| {
+                if live.row != row {
+                    live.endpoint = row.endpoint();
+                    live.row = row.clone();
                 }
-                None => {
-                    self.servers.insert(row.id, ServerLive::new(row));
-                }
+            });
+            if known.is_none() {
+                self.servers.insert(id, ServerLive::new(row));
+                self.dirty.insert(id);
             }
         }
         removed
     }
 
     /// One server by id.
-    pub fn get(&self, id: i32) -> Option<&ServerLive> {
+    pub fn get(&self, id: ServerId) -> Option<&ServerLive> {
         self.servers.get(&id)
-    }
-
-    /// One server by id, to change it (see [`ServerMut`]).
-    pub fn get_mut(&mut self, id: i32) -> Option<ServerMut<'_>> {
-        let server = self.servers.get_mut(&id)?;
-        Some(ServerMut {
-            before: (server.serves_existing(), server.endpoint.clone()),
-            server,
-            warm: &self.warm,
-        })
     }
 
     /// Every server, by id.
@@ -246,6 +272,11 @@ impl Fleet {
         self.servers.is_empty()
     }
 
+    /// Servers changed since the last call.
+    pub fn take_dirty(&mut self) -> HashSet<ServerId> {
+        std::mem::take(&mut self.dirty)
+    }
+
     /// Placement views of every server.
     pub fn candidates(&self, max_reservation_age: Duration) -> Vec<Candidate> {
         let now = Instant::now();
@@ -255,8 +286,13 @@ impl Fleet {
             .collect()
     }
 
+    /// Sets the operator state (the database was changed already).
+    pub fn set_state(&mut self, id: ServerId, state: ServerState) {
+        self.change(id, |s| s.row.state = state);
+    }
+
     /// Notes a meeting placed on `id` that polls have not seen yet.
-    pub fn reserve(&mut self, id: i32, meeting_id: &str) {
+    pub fn reserve(&mut self, id: ServerId, meeting_id: &str) {
         if let Some(s) = self.servers.get_mut(&id) {
             s.reservations.retain(|(m, _)| m != meeting_id);
             s.reservations
@@ -265,46 +301,102 @@ impl Fleet {
     }
 
     /// Drops a reservation (its create failed).
-    pub fn unreserve(&mut self, id: i32, meeting_id: &str) {
+    pub fn unreserve(&mut self, id: ServerId, meeting_id: &str) {
         if let Some(s) = self.servers.get_mut(&id) {
             s.reservations.retain(|(m, _)| m != meeting_id);
         }
     }
 
-    /// A create on `id` failed with a server fault.
-    pub fn mark_suspect(&mut self, id: i32) {
+    /// A contact with `id` succeeded: it is no longer suspect.
+    pub fn contact_succeeded(&mut self, id: ServerId) {
+        self.change(id, |s| s.contact_failures = 0);
+    }
+
+    /// A contact with `id` failed with a server fault: suspect at once.
+    pub fn contact_failed(&mut self, id: ServerId, error: String) {
+        self.change(id, |s| {
+            s.contact_failures = s.contact_failures.saturating_add(1);
+            s.last_error = Some(error);
+        });
+    }
+
+    /// Panicked: meetings confirmed here before are void.
+    pub fn panicked(&mut self, id: ServerId) {
+        self.change(id, |s| {
+            s.generation += 1;
+            s.reservations.clear();
+        });
+        self.dirty.insert(id);
+    }
+
+    /// The API index was asked for the version (or the ask failed and may be repeated).
+    pub fn set_version(&mut self, id: ServerId, version: Option<Option<String>>) {
         if let Some(s) = self.servers.get_mut(&id) {
-            s.suspect = true;
+            match version {
+                Some(v) => s.bbb_version = v,
+                None => s.version_checked = false,
+            }
         }
+    }
+
+    /// Marks the version as asked; `true` when it had not been yet (the caller asks now).
+    pub fn start_version_check(&mut self, id: ServerId) -> bool {
+        self.servers
+            .get_mut(&id)
+            .is_some_and(|s| !std::mem::replace(&mut s.version_checked, true))
     }
 
     /// Records a successful poll sent at `started`: load, health, and reservations it covers.
     pub fn poll_succeeded(
         &mut self,
-        id: i32,
+        id: ServerId,
         started: Instant,
         load: PollLoad,
         now_ms: i64,
         healthy_after: u32,
     ) -> Transition {
-        let Some(s) = self.servers.get_mut(&id) else {
-            return Transition::None;
-        };
-        s.consecutive_failures = 0;
-        s.consecutive_successes = s.consecutive_successes.saturating_add(1);
-        s.suspect = false;
-        s.load = load;
-        s.last_poll_at_ms = Some(now_ms);
-        s.last_error = None;
-        // The poll reflects every meeting created before it was sent: seen ones are in `load`,
-        // unseen ones are gone.
-        s.reservations.retain(|(_, at)| *at > started);
-        if !s.online && s.consecutive_successes >= healthy_after.max(1) {
-            s.online = true;
-            s.version_checked = false;
-            return Transition::CameOnline;
-        }
-        Transition::None
+        self.change(id, |s| {
+            s.poll_failures = 0;
+            s.poll_successes = s.poll_successes.saturating_add(1);
+            s.contact_failures = 0;
+            s.load = load;
+            s.last_poll_at_ms = Some(now_ms);
+            s.last_error = None;
+            // The poll reflects every meeting created before it was sent: seen ones are in
+            // `load`, unseen ones are gone.
+            s.reservations.retain(|(_, at)| *at > started);
+            if !s.online && s.poll_successes >= healthy_after.max(1) {
+                s.online = true;
+                s.version_checked = false;
+                return Transition::CameOnline;
+            }
+            Transition::None
+        })
+        .unwrap_or(Transition::None)
+    }
+
+    /// Records a failed poll: suspect at once, offline after `unhealthy_after` in a row.
+    pub fn poll_failed(
+        &mut self,
+        id: ServerId,
+        error: String,
+        now_ms: i64,
+        unhealthy_after: u32,
+    ) -> Transition {
+        self.change(id, |s| {
+            s.poll_successes = 0;
+            s.poll_failures = s.poll_failures.saturating_add(1);
+            s.contact_failures = s.contact_failures.saturating_add(1);
+            s.last_poll_at_ms = Some(now_ms);
+            s.last_error = Some(error);
+            if s.online && s.poll_failures >= unhealthy_after.max(1) {
+                s.online = false;
+                s.reservations.clear();
+                return Transition::WentOffline;
+            }
+            Transition::None
+        })
+        .unwrap_or(Transition::None)
     }
 
     /// A follower's view: takes health and load from the leader's stored poll of `row`'s
@@ -316,67 +408,46 @@ impl Fleet {
         now_ms: i64,
         poll_timeout: Duration,
     ) -> Transition {
-        let Some(s) = self.servers.get_mut(&row.server_id) else {
-            return Transition::None;
-        };
         let count = |v: i32| u32::try_from(v).unwrap_or(0);
-        let was_online = s.online;
-        s.online = row.online;
-        s.consecutive_failures = count(row.consecutive_failures);
-        s.consecutive_successes = u32::from(row.consecutive_failures == 0);
-        s.suspect = !row.online || row.consecutive_failures > 0;
-        s.load = PollLoad {
-            meetings: count(row.meetings),
-            participants: count(row.participants),
-            listeners: count(row.listeners),
-            voice: count(row.voice),
-            videos: count(row.videos),
-            largest_meeting: count(row.largest_meeting),
-            load: row.load,
-        };
-        s.last_poll_at_ms = (row.polled_at > 0).then_some(row.polled_at);
-        s.last_error = row.last_error.clone();
-        s.bbb_version = row.bbb_version.clone();
-        let timeout_ms = i64::try_from(poll_timeout.as_millis()).unwrap_or(i64::MAX);
-        let covered_before = row.polled_at.saturating_sub(timeout_ms);
-        s.reservations.retain(|(_, at)| {
-            let age = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
-            now_ms.saturating_sub(age) > covered_before
-        });
-        match (was_online, row.online) {
-            (false, true) => Transition::CameOnline,
-            (true, false) => {
-                s.reservations.clear();
-                self.warm.withdraw_server(row.server_id);
-                Transition::WentOffline
+        self.change(row.server(), |s| {
+            let was_online = s.online;
+            s.online = row.online;
+            s.poll_failures = count(row.consecutive_failures);
+            s.poll_successes = u32::from(row.consecutive_failures == 0);
+            if !row.online || row.consecutive_failures > 0 {
+                // The leader's failed poll is a failed contact for every instance.
+                s.contact_failures = s.contact_failures.max(1);
             }
-            _ => Transition::None,
-        }
-    }
-
-    /// Records a failed poll.
-    pub fn poll_failed(
-        &mut self,
-        id: i32,
-        error: String,
-        now_ms: i64,
-        unhealthy_after: u32,
-    ) -> Transition {
-        let Some(s) = self.servers.get_mut(&id) else {
-            return Transition::None;
-        };
-        s.consecutive_successes = 0;
-        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-        s.suspect = true;
-        s.last_poll_at_ms = Some(now_ms);
-        s.last_error = Some(error);
-        if s.online && s.consecutive_failures >= unhealthy_after.max(1) {
-            s.online = false;
-            s.reservations.clear();
-            self.warm.withdraw_server(id);
-            return Transition::WentOffline;
-        }
-        Transition::None
+            s.load = PollLoad {
+                meetings: count(row.meetings),
+                participants: count(row.participants),
+                listeners: count(row.listeners),
+                voice: count(row.voice),
+                videos: count(row.videos),
+                largest_meeting: count(row.largest_meeting),
+                load: row.load,
+            };
+            s.last_poll_at_ms = (row.polled_at > 0).then_some(row.polled_at);
+            if row.last_error.is_some() {
+                s.last_error = row.last_error.clone();
+            }
+            s.bbb_version = row.bbb_version.clone();
+            let timeout_ms = i64::try_from(poll_timeout.as_millis()).unwrap_or(i64::MAX);
+            let covered_before = row.polled_at.saturating_sub(timeout_ms);
+            s.reservations.retain(|(_, at)| {
+                let age = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+                now_ms.saturating_sub(age) > covered_before
+            });
+            match (was_online, row.online) {
+                (false, true) => Transition::CameOnline,
+                (true, false) => {
+                    s.reservations.clear();
+                    Transition::WentOffline
+                }
+                _ => Transition::None,
+            }
+        })
+        .unwrap_or(Transition::None)
     }
 }
 
@@ -388,26 +459,33 @@ mod tests {
         crate::db::test_support::server_row(id)
     }
 
+    fn s(n: i32) -> ServerId {
+        ServerId::new(n)
+    }
+
     #[test]
     fn thresholds_take_servers_offline_and_back() {
         let mut f = Fleet::default();
         f.apply_rows(vec![row(1)]);
         let t = Instant::now();
-        assert_eq!(f.poll_failed(1, "x".into(), 0, 3), Transition::None);
-        assert_eq!(f.poll_failed(1, "x".into(), 0, 3), Transition::None);
-        assert_eq!(f.poll_failed(1, "x".into(), 0, 3), Transition::WentOffline);
-        assert!(!f.get(1).unwrap().online);
+        assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
+        assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
         assert_eq!(
-            f.poll_succeeded(1, t, PollLoad::default(), 0, 2),
+            f.poll_failed(s(1), "x".into(), 0, 3),
+            Transition::WentOffline
+        );
+        assert!(!f.get(s(1)).unwrap().online());
+        assert_eq!(
+            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
             Transition::None
         );
-        assert_eq!(f.poll_failed(1, "x".into(), 0, 3), Transition::None);
+        assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
         assert_eq!(
-            f.poll_succeeded(1, t, PollLoad::default(), 0, 2),
+            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
             Transition::None
         );
         assert_eq!(
-            f.poll_succeeded(1, t, PollLoad::default(), 0, 2),
+            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
             Transition::CameOnline
         );
     }
@@ -416,17 +494,17 @@ mod tests {
     fn rows_add_update_and_remove_keeping_health() {
         let mut f = Fleet::default();
         f.apply_rows(vec![row(1), row(2)]);
-        f.poll_failed(1, "x".into(), 0, 1);
+        f.poll_failed(s(1), "x".into(), 0, 1);
         let mut changed = row(1);
         changed.state = ServerState::Cordoned;
         changed.weight = 2.0;
-        assert_eq!(f.apply_rows(vec![changed, row(3)]), vec![2]);
-        let s = f.get(1).unwrap();
+        assert_eq!(f.apply_rows(vec![changed, row(3)]), vec![s(2)]);
+        let one = f.get(s(1)).unwrap();
         assert_eq!(
-            (s.state(), s.row.weight, s.online),
+            (one.state(), one.row().weight, one.online()),
             (ServerState::Cordoned, 2.0, false)
         );
-        assert!(f.get(2).is_none() && f.get(3).is_some());
+        assert!(f.get(s(2)).is_none() && f.get(s(3)).is_some());
     }
 
     #[test]
@@ -434,16 +512,16 @@ mod tests {
         let mut f = Fleet::default();
         f.apply_rows(vec![row(1)]);
         let before = Instant::now();
-        f.reserve(1, "m1");
+        f.reserve(s(1), "m1");
         let age = Duration::from_secs(60);
         assert_eq!(f.candidates(age)[0].reserved, 1);
         // A poll sent before the placement does not cover it.
-        f.poll_succeeded(1, before, PollLoad::default(), 0, 1);
+        f.poll_succeeded(s(1), before, PollLoad::default(), 0, 1);
         assert_eq!(f.candidates(age)[0].reserved, 1);
-        f.poll_succeeded(1, Instant::now(), PollLoad::default(), 0, 1);
+        f.poll_succeeded(s(1), Instant::now(), PollLoad::default(), 0, 1);
         assert_eq!(f.candidates(age)[0].reserved, 0);
         // Old reservations stop counting even without polls.
-        f.reserve(1, "m2");
+        f.reserve(s(1), "m2");
         assert_eq!(f.candidates(Duration::ZERO)[0].reserved, 0);
     }
 }

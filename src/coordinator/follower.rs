@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -16,13 +16,10 @@ use crate::db::meetings::MeetingRow;
 use crate::db::now_ms;
 use crate::db::server_status::ServerStatusRow;
 use crate::db::DbError;
+use crate::ids::ServerId;
 
 use super::fleet::Transition;
 use super::{BbbCoordinator, LocalActFut};
-
-fn ms_since(at: Instant) -> i64 {
-    i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX)
-}
 
 impl BbbCoordinator {
     /// One tick: elect, then poll (leader) or follow. When the election cannot reach the
@@ -78,26 +75,29 @@ impl BbbCoordinator {
             })
             .await
         };
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match res {
-            Ok((rows, status, meetings)) => {
-                act.apply_rows(rows);
-                act.apply_status(&status);
-                act.sync_meetings(meetings, Some(&status), started);
-                act.loaded = true;
-                act.stats.follow_rounds += 1;
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            match res {
+                Ok((rows, status, meetings)) => {
+                    act.apply_rows(rows);
+                    act.apply_status(&status);
+                    act.sync_meetings(meetings, Some(&status), started);
+                    act.loaded = true;
+                    act.stats.follow_rounds += 1;
+                }
+                Err(e) => log::warn!("cannot read the fleet status, using the last known: {e}"),
             }
-            Err(e) => log::warn!("cannot read the fleet status, using the last known: {e}"),
+            act.publish();
         }))
     }
 
     /// Takes health and load from the leader's stored polls.
-    fn apply_status(&mut self, status: &HashMap<i32, ServerStatusRow>) {
+    fn apply_status(&mut self, status: &HashMap<ServerId, ServerStatusRow>) {
         let now = now_ms();
         let timeout = self.settings.request_timeout;
         for row in status.values() {
             match self.fleet.follow_status(row, now, timeout) {
                 Transition::WentOffline => {
-                    let n = self.meetings.detach_server(row.server_id).len();
+                    let n = self.meetings.detach_server(row.server()).len();
                     log::warn!(
                         "server {} is offline (leader's poll); forgot {n} meeting(s)",
                         row.server_id
@@ -112,48 +112,85 @@ impl BbbCoordinator {
     }
 
     /// Makes memory follow the stored meetings read at `read_at`: placements made by other
-    /// instances are adopted; a follower (`status` given) also takes liveness from the leader:
-    /// a meeting runs while its `seen_at` is not older than its server's last poll, unless
-    /// this instance confirmed it after that poll.
+    /// instances are adopted, and a meeting BBB ended (an end callback another instance
+    /// received, whose notification this instance may have missed) ends here too. A follower
+    /// (`status` given) also takes liveness from the leader's last poll: a meeting it listed is
+    /// confirmed as of when that poll was sent; one it did not list has ended.
     ///
-    /// Entries changed here after the read started (a create in flight or confirmed since)
-    /// are left alone: the read may predate their new placement.
+    /// Entries that changed after the read started are left alone: the read may predate their
+    /// new state.
     pub(super) fn sync_meetings(
         &mut self,
         rows: Vec<MeetingRow>,
-        status: Option<&HashMap<i32, ServerStatusRow>>,
+        status: Option<&HashMap<ServerId, ServerStatusRow>>,
         read_at: Instant,
     ) {
-        let now = now_ms();
         for row in rows {
-            if self.inflight.contains_key(&row.meeting_key) {
+            let key = row.meeting_key.clone();
+            if self.inflight.contains_key(&key) {
                 continue;
             }
-            let key = row.meeting_key.clone();
-            let seen_at = row.seen_at;
-            if let Some(e) = self.meetings.get(&key) {
-                if e.confirmed_at.is_some_and(|c| c > read_at) {
+            if self
+                .meetings
+                .get(&key)
+                .is_some_and(|e| e.changed_at() > read_at)
+            {
+                continue;
+            }
+            let (seen_at, ended, issued_at, create_time) = (
+                row.seen_at,
+                row.ended_at,
+                row.callback_issued_at,
+                row.create_time,
+            );
+            self.adopt_row(row);
+            if let (Some(ended_at), Some(issued_at)) = (ended, issued_at) {
+                let ended_since_confirmation = self
+                    .meetings
+                    .get(&key)
+                    .and_then(|e| e.state().running())
+                    .is_none_or(|(_, _, confirmed_at)| instant_of(ended_at) > confirmed_at);
+                if ended_since_confirmation {
+                    self.meetings.update(&key, |e| {
+                        if !e.callback_is_stale(issued_at) {
+                            e.ended(Some(issued_at));
+                        }
+                    });
                     continue;
                 }
             }
-            self.adopt_row(row);
-            let (Some(status), Some(mut entry)) = (status, self.meetings.get_mut(&key)) else {
+            let Some(status) = status else {
                 continue;
             };
-            let Some(polled_at) = entry
-                .server
-                .and_then(|s| status.get(&s))
+            let Some(server) = self.meetings.get(&key).and_then(|e| e.server()) else {
+                continue;
+            };
+            let Some(polled_at) = status
+                .get(&server)
                 .map(|st| st.polled_at)
                 .filter(|t| *t > 0)
             else {
                 continue;
             };
-            let confirmed_after_poll = entry
-                .confirmed_at
-                .is_some_and(|c| now.saturating_sub(ms_since(c)) > polled_at);
-            if !confirmed_after_poll {
-                entry.live = seen_at.is_some_and(|t| t >= polled_at);
-            }
+            let poll_sent = instant_of(polled_at);
+            self.meetings.update(&key, |e| {
+                if e.changed_at() > poll_sent {
+                    return;
+                }
+                match (seen_at.is_some_and(|t| t >= polled_at), create_time) {
+                    (true, Some(ct)) if ct > 0 => e.confirm(server, ct, poll_sent),
+                    (true, _) => {}
+                    (false, _) => e.ended(None),
+                }
+            });
         }
     }
+}
+
+/// The instant of a wall-clock time in ms (now, if it lies in the future).
+fn instant_of(ms: i64) -> Instant {
+    let age = u64::try_from(now_ms().saturating_sub(ms)).unwrap_or(0);
+    Instant::now()
+        .checked_sub(Duration::from_millis(age))
+        .unwrap_or_else(Instant::now)
 }

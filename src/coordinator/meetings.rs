@@ -1,248 +1,83 @@
-//! The in-memory meeting table: for each room (`room:{world}:{room}`) and call (`call:{id}`),
-//! its BBB meeting id, passwords, server, createTime and whether it is known to exist there.
-//! The database holds the same (minus liveness) so a restart loses nothing; joins of a live
-//! meeting are answered from here alone.
+//! The in-memory meeting table: every room's and call's meeting this instance knows, by key,
+//! by BBB meeting id and by server. The database holds the same (minus liveness) so a restart
+//! loses nothing.
+//!
+//! Entries change only through [`MeetingTable::update`] and the other methods here, which keep
+//! the indexes right and note which keys changed, so the coordinator republishes exactly those
+//! for the sessions (see [`crate::join::published`]).
 
-use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use rand::distributions::Alphanumeric;
-use rand::Rng;
+use crate::bbb::MeetingInfo;
+use crate::ids::{MeetingKey, ServerId};
 
-use crate::bbb::{MeetingInfo, ServerEndpoint};
-use crate::db::meetings::{MeetingRow, UNPLACED};
+use super::lifecycle::{MeetingEntry, MeetingState};
 
-use super::fleet::Fleet;
-use super::warm::WarmJoins;
-
-/// Key of a room's meeting.
-pub fn room_key(world: &str, room: &str) -> String {
-    let mut key = String::with_capacity(world.len() + room.len() + 6);
-    push_room_key(&mut key, world, room);
-    key
-}
-
-/// Appends the key of a room's meeting to `out`.
-pub fn push_room_key(out: &mut String, world: &str, room: &str) {
-    out.push_str("room:");
-    out.push_str(world);
-    out.push(':');
-    out.push_str(room);
-}
-
-/// Key of a call's meeting.
-pub fn call_key(call: &str) -> String {
-    format!("call:{call}")
-}
-
-/// A random string of ASCII letters and digits (meeting ids and passwords).
-pub fn random_token(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
-/// One meeting the coordinator knows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MeetingEntry {
-    pub key: String,
-    pub world_id: String,
-    pub room_id: Option<String>,
-    pub call_id: Option<String>,
-    /// `None`: not placed (new, or its server went away).
-    pub server: Option<i32>,
-    pub meeting_id: String,
-    pub attendee_pw: String,
-    pub moderator_pw: String,
-    pub create_time: Option<i64>,
-    /// Known to exist on `server`: created by us, or listed by its last poll.
-    pub live: bool,
-    /// When liveness was last confirmed (create answered, or the send time of the poll that
-    /// listed it). A poll sent before this instant cannot contradict it.
-    pub confirmed_at: Option<Instant>,
-}
-
-impl MeetingEntry {
-    /// A fresh, unplaced meeting with random ids.
-    pub fn new(key: &str, world_id: &str, room_id: Option<&str>, call_id: Option<&str>) -> Self {
-        MeetingEntry {
-            key: key.to_string(),
-            world_id: world_id.to_string(),
-            room_id: room_id.map(str::to_string),
-            call_id: call_id.map(str::to_string),
-            server: None,
-            meeting_id: random_token(32),
-            attendee_pw: random_token(16),
-            moderator_pw: random_token(16),
-            create_time: None,
-            live: false,
-            confirmed_at: None,
-        }
-    }
-
-    /// From a stored row; liveness is unknown until a poll or a create confirms it.
-    pub fn from_row(row: MeetingRow) -> Self {
-        MeetingEntry {
-            server: row.server(),
-            key: row.meeting_key,
-            world_id: row.world_id,
-            room_id: row.room_id,
-            call_id: row.call_id,
-            meeting_id: row.meeting_id,
-            attendee_pw: row.attendee_pw,
-            moderator_pw: row.moderator_pw,
-            create_time: row.create_time,
-            live: false,
-            confirmed_at: None,
-        }
-    }
-
-    /// The row to store (timestamps are set by the repository).
-    pub fn to_row(&self) -> MeetingRow {
-        MeetingRow {
-            meeting_key: self.key.clone(),
-            world_id: self.world_id.clone(),
-            room_id: self.room_id.clone(),
-            call_id: self.call_id.clone(),
-            server_id: self.server.unwrap_or(UNPLACED),
-            meeting_id: self.meeting_id.clone(),
-            attendee_pw: self.attendee_pw.clone(),
-            moderator_pw: self.moderator_pw.clone(),
-            create_time: self.create_time,
-            created_at: 0,
-            updated_at: 0,
-            seen_at: None,
-        }
-    }
-}
-
-/// Everything needed to sign a join URL for a meeting, without touching the actor again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JoinTarget {
-    pub server_id: i32,
-    pub endpoint: ServerEndpoint,
-    pub meeting_id: String,
-    pub attendee_pw: String,
-    pub moderator_pw: String,
-    pub create_time: Option<i64>,
-}
-
-impl JoinTarget {
-    /// The target of `entry` on `server_id`.
-    pub fn new(entry: &MeetingEntry, server_id: i32, endpoint: ServerEndpoint) -> Self {
-        JoinTarget {
-            server_id,
-            endpoint,
-            meeting_id: entry.meeting_id.clone(),
-            attendee_pw: entry.attendee_pw.clone(),
-            moderator_pw: entry.moderator_pw.clone(),
-            create_time: entry.create_time,
-        }
-    }
-}
-
-/// What a join URL of an entry depends on; a change withdraws the published target.
-#[derive(PartialEq)]
-struct JoinFields {
-    server: Option<i32>,
-    live: bool,
-    meeting_id: String,
-    attendee_pw: String,
-    moderator_pw: String,
-    create_time: Option<i64>,
-}
-
-impl JoinFields {
-    fn of(e: &MeetingEntry) -> Self {
-        JoinFields {
-            server: e.server,
-            live: e.live,
-            meeting_id: e.meeting_id.clone(),
-            attendee_pw: e.attendee_pw.clone(),
-            moderator_pw: e.moderator_pw.clone(),
-            create_time: e.create_time,
-        }
-    }
-}
-
-/// Mutable access to one entry that withdraws its published join target when the change
-/// touched anything a join URL depends on, so no caller can forget to.
-pub struct EntryMut<'a> {
-    entry: &'a mut MeetingEntry,
-    before: JoinFields,
-    warm: &'a WarmJoins,
-}
-
-impl Deref for EntryMut<'_> {
-    type Target = MeetingEntry;
-    fn deref(&self) -> &MeetingEntry {
-        self.entry
-    }
-}
-
-impl DerefMut for EntryMut<'_> {
-    fn deref_mut(&mut self) -> &mut MeetingEntry {
-        self.entry
-    }
-}
-
-impl Drop for EntryMut<'_> {
-    fn drop(&mut self) {
-        if JoinFields::of(self.entry) != self.before {
-            self.warm.withdraw(&self.entry.key);
-        }
-    }
-}
-
-/// The table, by key and by BBB meeting id. Every running meeting it reports is published to
-/// [`WarmJoins`] for sessions, and withdrawn there by every change that could make it stale.
+/// The table, by key, by BBB meeting id and by server.
 #[derive(Debug, Default)]
 pub struct MeetingTable {
-    by_key: HashMap<String, MeetingEntry>,
-    key_by_meeting_id: HashMap<String, String>,
-    warm: Arc<WarmJoins>,
+    by_key: HashMap<MeetingKey, MeetingEntry>,
+    key_by_meeting_id: HashMap<String, MeetingKey>,
+    by_server: HashMap<ServerId, HashSet<MeetingKey>>,
+    /// Keys changed since the last [`take_dirty`](Self::take_dirty).
+    dirty: HashSet<MeetingKey>,
 }
 
 impl MeetingTable {
-    /// An empty table publishing running meetings to `warm`.
-    pub fn publishing_to(warm: Arc<WarmJoins>) -> Self {
-        MeetingTable {
-            warm,
-            ..Default::default()
+    fn index(&mut self, key: &MeetingKey, before: Option<ServerId>, after: Option<ServerId>) {
+        if before == after {
+            return;
+        }
+        if let Some(b) = before {
+            if let Some(set) = self.by_server.get_mut(&b) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_server.remove(&b);
+                }
+            }
+        }
+        if let Some(a) = after {
+            self.by_server.entry(a).or_default().insert(key.clone());
         }
     }
 
     /// Adds or replaces a meeting.
     pub fn insert(&mut self, entry: MeetingEntry) {
-        self.warm.withdraw(&entry.key);
-        if let Some(old) = self.by_key.get(&entry.key) {
+        let key = entry.key.clone();
+        let before = self.by_key.get(&key).map(|old| {
             self.key_by_meeting_id.remove(&old.meeting_id);
-        }
+            old.server()
+        });
+        self.index(&key, before.flatten(), entry.server());
         self.key_by_meeting_id
-            .insert(entry.meeting_id.clone(), entry.key.clone());
-        self.by_key.insert(entry.key.clone(), entry);
+            .insert(entry.meeting_id.clone(), key.clone());
+        self.by_key.insert(key.clone(), entry);
+        self.dirty.insert(key);
     }
 
     /// A meeting by key.
-    pub fn get(&self, key: &str) -> Option<&MeetingEntry> {
+    pub fn get(&self, key: &MeetingKey) -> Option<&MeetingEntry> {
         self.by_key.get(key)
     }
 
-    /// A meeting by key, to change it (see [`EntryMut`]).
-    pub fn get_mut(&mut self, key: &str) -> Option<EntryMut<'_>> {
+    /// Changes one meeting through its lifecycle transitions; the indexes follow and the key
+    /// is noted for republishing. `None` for an unknown key.
+    pub fn update<R>(
+        &mut self,
+        key: &MeetingKey,
+        f: impl FnOnce(&mut MeetingEntry) -> R,
+    ) -> Option<R> {
         let entry = self.by_key.get_mut(key)?;
-        Some(EntryMut {
-            before: JoinFields::of(entry),
-            entry,
-            warm: &self.warm,
-        })
+        let before = entry.server();
+        let result = f(entry);
+        let after = entry.server();
+        self.index(key, before, after);
+        self.dirty.insert(key.clone());
+        Some(result)
     }
 
-    /// A meeting by its BBB meeting id (what polls report).
+    /// A meeting by its BBB meeting id (what polls and callbacks report).
     pub fn by_meeting_id(&self, meeting_id: &str) -> Option<&MeetingEntry> {
         self.key_by_meeting_id
             .get(meeting_id)
@@ -259,84 +94,72 @@ impl MeetingTable {
         self.by_key.is_empty()
     }
 
+    /// The keys of the meetings placed on `server`.
+    pub fn keys_on(&self, server: ServerId) -> impl Iterator<Item = &MeetingKey> {
+        self.by_server.get(&server).into_iter().flatten()
+    }
+
     /// How many meetings are placed on `server`.
-    pub fn count_on(&self, server: i32) -> usize {
-        self.by_key
-            .values()
-            .filter(|e| e.server == Some(server))
-            .count()
+    pub fn count_on(&self, server: ServerId) -> usize {
+        self.by_server.get(&server).map_or(0, HashSet::len)
     }
 
-    /// The join target when the meeting is known to exist on a server that serves it: the
-    /// fast path, no create and no database. It is also published for sessions' warm joins.
-    pub fn known_running(&self, key: &str, fleet: &Fleet) -> Option<JoinTarget> {
-        let target = self.running_target(key, fleet)?;
-        self.warm.publish(key, &target);
-        Some(target)
+    /// Every meeting.
+    pub fn iter(&self) -> impl Iterator<Item = &MeetingEntry> {
+        self.by_key.values()
     }
 
-    /// [`known_running`](Self::known_running) without publishing: the rule alone.
-    pub fn running_target(&self, key: &str, fleet: &Fleet) -> Option<JoinTarget> {
-        let entry = self.by_key.get(key)?;
-        let server = entry.server?;
-        let live = fleet.get(server)?;
-        (entry.live && live.serves_existing())
-            .then(|| JoinTarget::new(entry, server, live.endpoint.clone()))
-    }
-
-    /// The keys of every meeting (tests check the published table against the rule).
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.by_key.keys()
+    /// Keys changed since the last call.
+    pub fn take_dirty(&mut self) -> HashSet<MeetingKey> {
+        std::mem::take(&mut self.dirty)
     }
 
     /// Unplaces every meeting on `server` (offline, panic, removed); returns their meeting ids.
-    pub fn detach_server(&mut self, server: i32) -> Vec<String> {
-        self.warm.withdraw_server(server);
-        self.by_key
-            .values_mut()
-            .filter(|e| e.server == Some(server))
-            .map(|e| {
-                e.server = None;
-                e.live = false;
-                e.confirmed_at = None;
-                e.meeting_id.clone()
+    pub fn detach_server(&mut self, server: ServerId) -> Vec<String> {
+        let keys: Vec<MeetingKey> = self.keys_on(server).cloned().collect();
+        keys.iter()
+            .filter_map(|k| {
+                self.update(k, |e| {
+                    e.detach();
+                    e.meeting_id.clone()
+                })
             })
             .collect()
     }
 
-    /// Applies a successful poll of `server` sent at `started`: meetings it lists are live
-    /// (with BBB's createTime), ours it does not list are gone unless created after the poll
-    /// was sent. Returns the meeting ids it lists that belong to meetings placed elsewhere or
-    /// nowhere (moved away): they should be ended there.
+    /// Applies a successful poll of `server` sent at `sent_at`: meetings it lists run there
+    /// (with BBB's createTime); ours it does not list have ended there. Meetings whose state
+    /// changed after the poll was sent, or that `busy` says are being created right now, are
+    /// left alone: the poll says nothing about what happened since it was sent. Returns the ids
+    /// it lists of meetings placed elsewhere or nowhere (moved away): they should be ended
+    /// there. Costs O(meetings listed + meetings on `server`).
     pub fn apply_poll(
         &mut self,
-        server: i32,
-        started: Instant,
+        server: ServerId,
+        sent_at: Instant,
         listed: &[MeetingInfo],
+        busy: impl Fn(&MeetingKey) -> bool,
     ) -> Vec<String> {
         let listed_ids: HashMap<&str, &MeetingInfo> =
             listed.iter().map(|m| (m.meeting_id.as_str(), m)).collect();
-        for entry in self.by_key.values_mut() {
-            if entry.server != Some(server) {
+        let ours: Vec<MeetingKey> = self.keys_on(server).cloned().collect();
+        for key in &ours {
+            let Some(entry) = self.by_key.get(key) else {
+                continue;
+            };
+            if entry.changed_at() > sent_at || busy(key) {
                 continue;
             }
-            match listed_ids.get(entry.meeting_id.as_str()) {
-                Some(info) => {
-                    entry.live = true;
-                    if entry.confirmed_at.is_none_or(|c| c < started) {
-                        entry.confirmed_at = Some(started);
-                    }
-                    if info.create_time > 0 && entry.create_time != Some(info.create_time) {
-                        // Re-created by someone else: URLs with the old createTime are refused.
-                        entry.create_time = Some(info.create_time);
-                        self.warm.withdraw(&entry.key);
-                    }
+            let running = listed_ids.get(entry.meeting_id.as_str()).copied();
+            // BBB always reports a createTime; without one the listing cannot confirm an
+            // instance a join URL could name.
+            match running {
+                Some(info) if info.create_time > 0 => {
+                    self.update(key, |e| e.confirm(server, info.create_time, sent_at));
                 }
+                Some(_) => {}
                 None => {
-                    if entry.confirmed_at.is_none_or(|c| c < started) {
-                        entry.live = false;
-                        self.warm.withdraw(&entry.key);
-                    }
+                    self.update(key, |e| e.ended(None));
                 }
             }
         }
@@ -344,21 +167,20 @@ impl MeetingTable {
             .iter()
             .filter_map(|m| {
                 let entry = self.by_meeting_id(&m.meeting_id)?;
-                (entry.server != Some(server)).then(|| m.meeting_id.clone())
+                (entry.server() != Some(server)).then(|| m.meeting_id.clone())
             })
             .collect()
+    }
+
+    /// The state of `key` (tests).
+    pub fn state_of(&self, key: &MeetingKey) -> Option<MeetingState> {
+        self.by_key.get(key).map(MeetingEntry::state)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fleet() -> Fleet {
-        let mut f = Fleet::default();
-        f.apply_rows(vec![crate::db::test_support::server_row(1)]);
-        f
-    }
 
     fn info(id: &str, create_time: i64) -> MeetingInfo {
         MeetingInfo {
@@ -368,51 +190,69 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ids_are_random_and_long() {
-        let a = MeetingEntry::new("room:w:r", "w", Some("r"), None);
-        let b = MeetingEntry::new("room:w:r", "w", Some("r"), None);
-        assert!(a.meeting_id.len() >= 24 && a.meeting_id != b.meeting_id);
-        assert_ne!(a.attendee_pw, a.moderator_pw);
-        assert_eq!(MeetingEntry::from_row(a.to_row()).meeting_id, a.meeting_id);
+    fn s(n: i32) -> ServerId {
+        ServerId::new(n)
+    }
+
+    fn placed(t: &mut MeetingTable, key: &str, server: i32) -> (MeetingKey, String) {
+        let key = MeetingKey::call(key);
+        let mut e = MeetingEntry::new(key.clone(), "w", None, Some("c"));
+        e.place(s(server));
+        let mid = e.meeting_id.clone();
+        t.insert(e);
+        (key, mid)
     }
 
     #[test]
-    fn polls_confirm_and_expire_liveness() {
-        let f = fleet();
+    fn polls_confirm_and_end_meetings() {
         let mut t = MeetingTable::default();
-        let mut e = MeetingEntry::new("k", "w", None, Some("c"));
-        e.server = Some(1);
-        let mid = e.meeting_id.clone();
-        t.insert(e);
-        assert!(t.known_running("k", &f).is_none());
+        let (k, mid) = placed(&mut t, "k", 1);
         let p1 = Instant::now();
-        assert!(t.apply_poll(1, p1, &[info(&mid, 42)]).is_empty());
-        let target = t.known_running("k", &f).unwrap();
-        assert_eq!(target.create_time, Some(42));
-        // Created after a poll was sent: that poll cannot say it is gone.
-        let p2 = Instant::now();
-        {
-            let mut e = t.get_mut("k").unwrap();
-            e.confirmed_at = Some(Instant::now());
-        }
-        t.apply_poll(1, p2, &[]);
-        assert!(t.known_running("k", &f).is_some());
-        t.apply_poll(1, Instant::now(), &[]);
-        assert!(t.known_running("k", &f).is_none());
+        assert!(t
+            .apply_poll(s(1), p1, &[info(&mid, 42)], |_| false)
+            .is_empty());
+        assert_eq!(
+            t.state_of(&k).and_then(|s| s.running()),
+            Some((s(1), 42, p1))
+        );
+        // A poll sent before the last change says nothing about it.
+        let old = Instant::now();
+        t.update(&k, |e| e.confirm(s(1), 43, Instant::now()));
+        t.apply_poll(s(1), old, &[], |_| false);
+        assert!(t.state_of(&k).and_then(|s| s.running()).is_some());
+        t.apply_poll(s(1), Instant::now(), &[], |_| false);
+        assert_eq!(t.state_of(&k), Some(MeetingState::Ended { server: s(1) }));
+    }
+
+    #[test]
+    fn the_server_index_follows_every_change() {
+        let mut t = MeetingTable::default();
+        let (a, _) = placed(&mut t, "a", 1);
+        let (b, mid_b) = placed(&mut t, "b", 1);
+        placed(&mut t, "c", 2);
+        assert_eq!((t.count_on(s(1)), t.count_on(s(2))), (2, 1));
+        t.update(&a, |e| e.adopt(Some(s(2))));
+        assert_eq!((t.count_on(s(1)), t.count_on(s(2))), (1, 2));
+        assert_eq!(t.detach_server(s(1)), vec![mid_b]);
+        assert_eq!(
+            (t.count_on(s(1)), t.state_of(&b)),
+            (0, Some(MeetingState::Unplaced))
+        );
+        let dirty = t.take_dirty();
+        assert!(dirty.contains(&a) && dirty.contains(&b));
+        assert!(t.take_dirty().is_empty());
     }
 
     #[test]
     fn meetings_seen_where_they_no_longer_belong_are_reported() {
         let mut t = MeetingTable::default();
-        let mut e = MeetingEntry::new("k", "w", None, Some("c"));
-        e.server = Some(2);
-        let mid = e.meeting_id.clone();
-        t.insert(e);
-        let stray = t.apply_poll(1, Instant::now(), &[info(&mid, 1), info("foreign", 1)]);
-        assert_eq!(stray, vec![mid.clone()]);
-        assert_eq!(t.detach_server(2), vec![mid]);
-        assert_eq!(t.get("k").unwrap().server, None);
-        assert_eq!(t.count_on(2), 0);
+        let (_, mid) = placed(&mut t, "k", 2);
+        let stray = t.apply_poll(
+            s(1),
+            Instant::now(),
+            &[info(&mid, 1), info("foreign", 1)],
+            |_| false,
+        );
+        assert_eq!(stray, vec![mid]);
     }
 }

@@ -11,6 +11,7 @@ use rand::Rng;
 
 use crate::bbb::MeetingInfo;
 use crate::db::servers::ServerState;
+use crate::ids::ServerId;
 
 /// Fixed cost of a meeting, whatever its size (b3lb charges 30 per meeting, venueless 10).
 pub const MEETING_COST: f64 = 10.0;
@@ -56,7 +57,7 @@ pub fn server_load(meetings: &[MeetingInfo], now_ms: i64) -> f64 {
 /// What placement needs to know about one server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    pub id: i32,
+    pub id: ServerId,
     /// Normalised base URL (matched against a room's `prefer_server`).
     pub url: String,
     pub state: ServerState,
@@ -130,9 +131,9 @@ pub fn choose<R: Rng + ?Sized>(
     candidates: &[Candidate],
     world: &str,
     prefer: Option<&str>,
-    exclude: &[i32],
+    exclude: &[ServerId],
     rng: &mut R,
-) -> Result<i32, NoEligibleServer> {
+) -> Result<ServerId, NoEligibleServer> {
     let eligible: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.eligible_for(world) && !exclude.contains(&c.id))
@@ -153,7 +154,7 @@ pub fn choose<R: Rng + ?Sized>(
     }
     let best = pool.iter().map(|c| c.score()).fold(f64::INFINITY, f64::min);
     let tolerance = 1e-9 * best.abs().max(1.0);
-    let ties: Vec<i32> = pool
+    let ties: Vec<ServerId> = pool
         .iter()
         .filter(|c| c.score() <= best + tolerance)
         .map(|c| c.id)
@@ -165,7 +166,7 @@ pub fn choose<R: Rng + ?Sized>(
     }
 }
 
-fn explain(candidates: &[Candidate], world: &str, exclude: &[i32]) -> String {
+fn explain(candidates: &[Candidate], world: &str, exclude: &[ServerId]) -> String {
     let for_world: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.world_id.as_deref().is_none_or(|w| w == world))
@@ -190,7 +191,7 @@ mod tests {
 
     fn cand(id: i32) -> Candidate {
         Candidate {
-            id,
+            id: ServerId::new(id),
             url: format!("https://bbb{id}.example.org/bigbluebutton"),
             state: ServerState::Enabled,
             online: true,
@@ -212,7 +213,10 @@ mod tests {
         a.load = 100.0;
         let mut b = cand(2);
         b.load = 50.0;
-        assert_eq!(choose(&[a, b], "w", None, &[], &mut rng()), Ok(2));
+        assert_eq!(
+            choose(&[a, b], "w", None, &[], &mut rng()),
+            Ok(ServerId::new(2))
+        );
     }
 
     #[test]
@@ -228,12 +232,21 @@ mod tests {
             s
         };
         let all = [own.clone(), other.clone(), shared];
-        assert_eq!(choose(&all, "w", None, &[], &mut rng()), Ok(3));
-        assert_eq!(choose(&all, "x", None, &[], &mut rng()), Ok(2));
+        assert_eq!(
+            choose(&all, "w", None, &[], &mut rng()),
+            Ok(ServerId::new(3))
+        );
+        assert_eq!(
+            choose(&all, "x", None, &[], &mut rng()),
+            Ok(ServerId::new(2))
+        );
         // Only the other world's server: nothing for w.
         let err = choose(&[other], "w", None, &[], &mut rng()).unwrap_err();
         assert!(err.0.contains("configured"), "{err:?}");
-        assert_eq!(choose(&[own], "w", None, &[], &mut rng()), Ok(1));
+        assert_eq!(
+            choose(&[own], "w", None, &[], &mut rng()),
+            Ok(ServerId::new(1))
+        );
     }
 
     #[test]
@@ -242,7 +255,10 @@ mod tests {
         a.load = 900.0;
         let b = cand(2);
         let all = [a.clone(), b.clone()];
-        assert_eq!(choose(&all, "w", Some("1"), &[], &mut rng()), Ok(1));
+        assert_eq!(
+            choose(&all, "w", Some("1"), &[], &mut rng()),
+            Ok(ServerId::new(1))
+        );
         assert_eq!(
             choose(
                 &all,
@@ -251,20 +267,23 @@ mod tests {
                 &[],
                 &mut rng()
             ),
-            Ok(1)
+            Ok(ServerId::new(1))
         );
-        assert_eq!(choose(&all, "w", Some("77"), &[], &mut rng()), Ok(2));
+        assert_eq!(
+            choose(&all, "w", Some("77"), &[], &mut rng()),
+            Ok(ServerId::new(2))
+        );
         let mut cordoned = a.clone();
         cordoned.state = ServerState::Cordoned;
         assert_eq!(
             choose(&[cordoned, b.clone()], "w", Some("1"), &[], &mut rng()),
-            Ok(2)
+            Ok(ServerId::new(2))
         );
         let mut offline = a;
         offline.online = false;
         assert_eq!(
             choose(&[offline, b], "w", Some("1"), &[], &mut rng()),
-            Ok(2)
+            Ok(ServerId::new(2))
         );
     }
 
@@ -281,7 +300,10 @@ mod tests {
         let err = choose(&[a, b, c.clone()], "w", None, &[], &mut rng()).unwrap_err();
         assert!(err.0.contains("online"), "{err:?}");
         let d = cand(4);
-        assert_eq!(choose(&[c, d], "w", None, &[], &mut rng()), Ok(4));
+        assert_eq!(
+            choose(&[c, d], "w", None, &[], &mut rng()),
+            Ok(ServerId::new(4))
+        );
     }
 
     #[test]
@@ -296,18 +318,27 @@ mod tests {
         let mut b = cand(2);
         b.load = 500.0;
         assert_eq!(
-            choose(&[a.clone(), b.clone()], "w", None, &[1], &mut rng()),
-            Ok(2)
+            choose(
+                &[a.clone(), b.clone()],
+                "w",
+                None,
+                &[ServerId::new(1)],
+                &mut rng()
+            ),
+            Ok(ServerId::new(2))
         );
         let mut sa = a.clone();
         sa.suspect = true;
         assert_eq!(
             choose(&[sa.clone(), b.clone()], "w", None, &[], &mut rng()),
-            Ok(2)
+            Ok(ServerId::new(2))
         );
         // Only suspect servers left: still try one rather than fail.
-        assert_eq!(choose(&[sa], "w", None, &[], &mut rng()), Ok(1));
-        let err = choose(&[a], "w", None, &[1], &mut rng()).unwrap_err();
+        assert_eq!(
+            choose(&[sa], "w", None, &[], &mut rng()),
+            Ok(ServerId::new(1))
+        );
+        let err = choose(&[a], "w", None, &[ServerId::new(1)], &mut rng()).unwrap_err();
         assert!(err.0.contains("answered"), "{err:?}");
     }
 
@@ -320,10 +351,13 @@ mod tests {
         b.load = 200.0;
         assert_eq!(
             choose(&[a.clone(), b.clone()], "w", None, &[], &mut rng()),
-            Ok(2)
+            Ok(ServerId::new(2))
         );
         a.weight = 1.5; // looks like 150
-        assert_eq!(choose(&[a, b], "w", None, &[], &mut rng()), Ok(1));
+        assert_eq!(
+            choose(&[a, b], "w", None, &[], &mut rng()),
+            Ok(ServerId::new(1))
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! running), then calls `getMeetings` on every server concurrently, each with a timeout, and
 //! updates load, health and the liveness of meetings.
 //!
-//! `unhealthy_after` consecutive failures take a server offline and forget its meetings (the
-//! next join re-creates them on a healthy server); `healthy_after` successes bring it back. A
-//! meeting a poll finds on a server it no longer belongs to (moved, panicked, offline) is ended
-//! there.
+//! A failed poll makes a server suspect at once; `unhealthy_after` consecutive failures take it
+//! offline and forget its meetings (the next join re-creates them on a healthy server);
+//! `healthy_after` successes bring it back. A meeting a poll finds on a server it no longer
+//! belongs to (moved, panicked, offline) is ended there.
 
 use std::time::Instant;
 
@@ -17,9 +17,10 @@ use crate::db::meetings::MeetingRow;
 use crate::db::now_ms;
 use crate::db::server_status::ServerStatusRow;
 use crate::db::servers::ServerRow;
+use crate::ids::{MeetingKey, ServerId};
 
-use super::fleet::Transition;
-use super::meetings::MeetingEntry;
+use super::fleet::{PollLoad, Transition};
+use super::lifecycle::MeetingEntry;
 use super::{with_timeout, BbbCoordinator, LocalActFut};
 
 fn clamp_i32(v: u32) -> i32 {
@@ -28,6 +29,8 @@ fn clamp_i32(v: u32) -> i32 {
 
 impl BbbCoordinator {
     /// Loads servers and stored meetings (at start; retried by later ticks when it failed).
+    /// What the database says is a claim: nothing loaded is answered from memory before BBB
+    /// confirms it.
     pub(super) fn load_state(&mut self) -> LocalActFut<()> {
         let db = self.db.clone();
         let fut = async move {
@@ -43,6 +46,7 @@ impl BbbCoordinator {
             Ok((rows, meetings)) => {
                 act.apply_rows(rows);
                 act.absorb_meetings(meetings);
+                act.publish();
             }
             Err(e) => log::error!("cannot load BBB servers and meetings (retrying): {e}"),
         }))
@@ -64,6 +68,7 @@ impl BbbCoordinator {
 
     /// Starts a poll round unless one is still running.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.prune_published();
         if self.polling {
             return;
         }
@@ -97,6 +102,7 @@ impl BbbCoordinator {
                 }
                 Err(e) => log::warn!("cannot re-read the BBB servers, using the last known: {e}"),
             }
+            act.publish();
             act.poll_all()
         }))
     }
@@ -106,6 +112,7 @@ impl BbbCoordinator {
         for row in &rows {
             if let Some(old) = self.panic_epochs.insert(row.id, row.panic_epoch) {
                 if old != row.panic_epoch {
+                    self.fleet.panicked(row.id);
                     let n = self.meetings.detach_server(row.id).len();
                     log::warn!("server {} was panicked: forgot {n} meeting(s)", row.id);
                 }
@@ -119,31 +126,33 @@ impl BbbCoordinator {
     }
 
     fn poll_all(&mut self) -> LocalActFut<()> {
-        let started = Instant::now();
         let timeout = self.settings.request_timeout;
         let polls: Vec<_> = self
             .fleet
             .iter()
             .map(|s| {
                 let id = s.id();
-                let reply = self.api.get_meetings(&s.endpoint);
-                async move { (id, with_timeout(timeout, reply).await) }
+                let reply = self.api.get_meetings(s.endpoint());
+                let sent_at = Instant::now();
+                let sent_ms = now_ms();
+                async move { (id, sent_at, sent_ms, with_timeout(timeout, reply).await) }
             })
             .collect();
         Box::pin(
             join_all(polls)
                 .into_actor(self)
                 .map(move |results, act, ctx| {
-                    for (id, result) in results {
+                    for (id, sent_at, sent_ms, result) in results {
                         // Only the newest list of each server is stored, with that poll's time.
                         act.pending_seen.retain(|(s, _)| *s != id);
                         if let Ok(list) = &result {
                             let ids = list.iter().map(|m| m.meeting_id.clone()).collect();
                             act.pending_seen.push((id, ids));
                         }
-                        act.apply_poll(id, started, result, ctx);
+                        act.apply_poll(id, sent_at, sent_ms, result, ctx);
                     }
                     act.stats.poll_rounds += 1;
+                    act.publish();
                     act.store_status(ctx);
                 }),
         )
@@ -151,27 +160,28 @@ impl BbbCoordinator {
 
     fn apply_poll(
         &mut self,
-        id: i32,
-        started: Instant,
+        id: ServerId,
+        sent_at: Instant,
+        sent_ms: i64,
         result: Result<Vec<MeetingInfo>, BbbError>,
         ctx: &mut Context<Self>,
     ) {
-        let now = now_ms();
         match result {
             Ok(list) => {
-                let load = super::fleet::PollLoad::from_meetings(&list, now);
+                let load = PollLoad::from_meetings(&list, now_ms());
                 let healthy_after = self.settings.healthy_after;
                 if self
                     .fleet
-                    .poll_succeeded(id, started, load, now, healthy_after)
+                    .poll_succeeded(id, sent_at, load, sent_ms, healthy_after)
                     == Transition::CameOnline
                 {
                     log::info!("server {id} is back online");
                 }
                 self.check_version(id, ctx);
+                let inflight = &self.inflight;
                 let strays: Vec<String> = self
                     .meetings
-                    .apply_poll(id, started, &list)
+                    .apply_poll(id, sent_at, &list, |key| inflight.contains_key(key))
                     .into_iter()
                     .filter(|m| {
                         self.meetings
@@ -180,14 +190,15 @@ impl BbbCoordinator {
                     })
                     .collect();
                 if !strays.is_empty() {
-                    ctx.spawn(self.end_strays(id, strays));
+                    let work = self.end_strays(id, strays);
+                    self.spawn_background(ctx, work);
                 }
             }
             Err(e) => {
                 let unhealthy_after = self.settings.unhealthy_after;
                 if self
                     .fleet
-                    .poll_failed(id, e.to_string(), now, unhealthy_after)
+                    .poll_failed(id, e.to_string(), sent_ms, unhealthy_after)
                     == Transition::WentOffline
                 {
                     let forgotten = self.meetings.detach_server(id).len();
@@ -195,14 +206,15 @@ impl BbbCoordinator {
                         "server {id} is offline after {unhealthy_after} failed poll(s) ({e}); forgot {forgotten} meeting(s)"
                     );
                     let db = self.db.clone();
-                    actix::spawn(async move {
+                    let unplace = async move {
                         if let Err(e) = db
                             .run(move |c| crate::db::meetings::forget_server(c, id))
                             .await
                         {
                             log::warn!("cannot unplace the meetings of offline server {id}: {e}");
                         }
-                    });
+                    };
+                    self.spawn_background(ctx, Box::pin(unplace.into_actor(self)));
                 } else {
                     log::warn!("poll of server {id} failed: {e}");
                 }
@@ -213,8 +225,8 @@ impl BbbCoordinator {
     /// Meetings `server` runs that memory places elsewhere (moved, panicked, offline): ends
     /// them there, unless the database says they do belong there (another gateway instance
     /// moved them; then memory adopts the stored placement instead).
-    fn end_strays(&mut self, server: i32, meeting_ids: Vec<String>) -> LocalActFut<()> {
-        let keys: Vec<(String, String)> = meeting_ids
+    fn end_strays(&mut self, server: ServerId, meeting_ids: Vec<String>) -> LocalActFut<()> {
+        let keys: Vec<(MeetingKey, String)> = meeting_ids
             .iter()
             .filter_map(|m| {
                 self.meetings
@@ -227,14 +239,14 @@ impl BbbCoordinator {
             db.run(move |c| {
                 let mut out = Vec::with_capacity(keys.len());
                 for (key, meeting_id) in keys {
-                    let stored = crate::db::meetings::get(c, &key)?.and_then(|r| r.server());
+                    let stored = crate::db::meetings::get(c, &key)?.and_then(|r| r.server);
                     out.push((key, meeting_id, stored));
                 }
                 Ok(out)
             })
             .await
         };
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             let found = match res {
                 Ok(found) => found,
                 Err(e) => {
@@ -243,7 +255,7 @@ impl BbbCoordinator {
                 }
             };
             for (key, meeting_id, stored) in found {
-                let Some(current) = act.meetings.get(&key).map(|e| e.server) else {
+                let Some(current) = act.meetings.get(&key).map(MeetingEntry::server) else {
                     continue;
                 };
                 if current == Some(server) || act.inflight.contains_key(&key) {
@@ -253,64 +265,61 @@ impl BbbCoordinator {
                     log::info!(
                         "adopting the placement of {key} on server {server} from the database"
                     );
-                    let Some(mut entry) = act.meetings.get_mut(&key) else {
-                        continue;
-                    };
-                    entry.server = Some(server);
-                    entry.live = false;
-                    entry.confirmed_at = None;
+                    act.meetings.update(&key, |e| e.adopt(Some(server)));
                 } else {
                     log::info!("ending a meeting on server {server} that was moved away from it");
-                    act.end_on(server, meeting_id);
+                    act.end_on(server, meeting_id, ctx);
                 }
             }
+            act.publish();
         }))
     }
 
     /// Asks a server's API index for its BBB version once after it is first seen or comes
     /// back online (a failed ask is retried after the next good poll).
-    fn check_version(&mut self, id: i32, ctx: &mut Context<Self>) {
-        let Some(mut s) = self.fleet.get_mut(id) else {
-            return;
-        };
-        if s.version_checked {
+    fn check_version(&mut self, id: ServerId, ctx: &mut Context<Self>) {
+        if !self.fleet.start_version_check(id) {
             return;
         }
-        s.version_checked = true;
-        let reply = self.api.bbb_version(&s.endpoint);
-        drop(s);
+        let Some(s) = self.fleet.get(id) else {
+            return;
+        };
+        let reply = self.api.bbb_version(s.endpoint());
         let timeout = self.settings.request_timeout;
-        ctx.spawn(
-            async move { with_timeout(timeout, reply).await }
-                .into_actor(self)
-                .map(move |res, act, _ctx| {
-                    let Some(mut s) = act.fleet.get_mut(id) else {
-                        return;
-                    };
-                    match res {
-                        Ok(version) => s.bbb_version = version,
-                        Err(e) => {
-                            log::warn!("cannot read the BBB version of server {id}: {e}");
-                            s.version_checked = false;
-                        }
+        let ask = async move { with_timeout(timeout, reply).await }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                act.record_contact(id, res.as_ref().map(|_| ()));
+                match res {
+                    Ok(version) => act.fleet.set_version(id, Some(version)),
+                    Err(e) => {
+                        log::warn!("cannot read the BBB version of server {id}: {e}");
+                        act.fleet.set_version(id, None);
                     }
-                }),
-        );
+                }
+                act.publish();
+            });
+        self.spawn_background(ctx, Box::pin(ask));
     }
 
     /// Ends a meeting on `server`, best effort, in the background.
-    pub(super) fn end_on(&mut self, server: i32, meeting_id: String) {
+    pub(super) fn end_on(&mut self, server: ServerId, meeting_id: String, ctx: &mut Context<Self>) {
         let Some(s) = self.fleet.get(server) else {
             return;
         };
         self.stats.ends_sent += 1;
-        let reply = self.api.end(&s.endpoint, &meeting_id);
+        let reply = self.api.end(s.endpoint(), &meeting_id);
         let timeout = self.settings.request_timeout;
-        actix::spawn(async move {
-            if let Err(e) = with_timeout(timeout, reply).await {
-                log::warn!("end on server {server} failed: {e}");
-            }
-        });
+        let end = async move { with_timeout(timeout, reply).await }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                if let Err(e) = &res {
+                    log::warn!("end on server {server} failed: {e}");
+                }
+                act.record_contact(server, res.as_ref().map(|_| ()));
+                act.publish();
+            });
+        self.spawn_background(ctx, Box::pin(end));
     }
 
     /// Publishes every server's health and load for the CLI, the admin routes and other
@@ -324,20 +333,23 @@ impl BbbCoordinator {
         let rows: Vec<ServerStatusRow> = self
             .fleet
             .iter()
-            .map(|s| ServerStatusRow {
-                server_id: s.id(),
-                online: s.online,
-                meetings: clamp_i32(s.load.meetings),
-                participants: clamp_i32(s.load.participants),
-                voice: clamp_i32(s.load.voice),
-                videos: clamp_i32(s.load.videos),
-                load: s.load.load,
-                consecutive_failures: clamp_i32(s.consecutive_failures),
-                polled_at: s.last_poll_at_ms.unwrap_or(0),
-                bbb_version: s.bbb_version.clone(),
-                last_error: s.last_error.clone(),
-                listeners: clamp_i32(s.load.listeners),
-                largest_meeting: clamp_i32(s.load.largest_meeting),
+            .map(|s| {
+                let load = s.load();
+                ServerStatusRow {
+                    server_id: s.id().get(),
+                    online: s.online(),
+                    meetings: clamp_i32(load.meetings),
+                    participants: clamp_i32(load.participants),
+                    voice: clamp_i32(load.voice),
+                    videos: clamp_i32(load.videos),
+                    load: load.load,
+                    consecutive_failures: clamp_i32(s.poll_failures()),
+                    polled_at: s.last_poll_at_ms().unwrap_or(0),
+                    bbb_version: s.bbb_version().map(str::to_string),
+                    last_error: s.last_error().map(str::to_string),
+                    listeners: clamp_i32(load.listeners),
+                    largest_meeting: clamp_i32(load.largest_meeting),
+                }
             })
             .collect();
         // Meetings seen first, status second: a follower reading in between sees a `seen_at`
@@ -350,7 +362,7 @@ impl BbbCoordinator {
                     for (server, ids) in &seen {
                         let polled_at = rows
                             .iter()
-                            .find(|r| r.server_id == *server)
+                            .find(|r| r.server() == *server)
                             .map_or(0, |r| r.polled_at);
                         crate::db::meetings::mark_seen(c, *server, polled_at, ids)?;
                     }
@@ -361,11 +373,12 @@ impl BbbCoordinator {
                 log::warn!("cannot store the server status: {e}");
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+        let store = fut.into_actor(self).map(|(), act, ctx| {
             act.status_storing = false;
             if std::mem::take(&mut act.status_dirty) {
                 act.store_status(ctx);
             }
-        }));
+        });
+        self.spawn_background(ctx, Box::pin(store));
     }
 }

@@ -13,6 +13,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::bbb::{BbbApi, BbbError, Recording, ServerEndpoint};
+use crate::ids::ServerId;
 use crate::protocol::{ErrorCode, ErrorReply};
 
 use super::with_timeout;
@@ -62,23 +63,29 @@ pub fn merge(lists: Vec<Vec<Recording>>, tz: Tz) -> Vec<Value> {
     all.iter().map(|r| to_json(r, tz)).collect()
 }
 
-/// Asks `servers` for the recordings of `meeting_id` and merges the answers.
+/// What each server answered to `getRecordings` for one meeting id.
+pub type Answers = Vec<(ServerId, Result<Vec<Recording>, BbbError>)>;
+
+/// Asks `servers` for the recordings of `meeting_id`, concurrently, each within `timeout`.
 pub async fn fetch(
     api: Rc<dyn BbbApi>,
-    servers: Vec<(i32, ServerEndpoint)>,
+    servers: Vec<(ServerId, ServerEndpoint)>,
     meeting_id: String,
     timeout: Duration,
-    tz: Tz,
-) -> Result<Value, ErrorReply> {
-    if servers.is_empty() {
-        return Ok(json!({ "results": [] }));
-    }
+) -> Answers {
     let ids = vec![meeting_id];
     let asks = servers.iter().map(|(id, ep)| {
         let fut = api.get_recordings(ep, &ids);
         async move { (*id, with_timeout(timeout, fut).await) }
     });
-    let answers: Vec<(i32, Result<Vec<Recording>, BbbError>)> = join_all(asks).await;
+    join_all(asks).await
+}
+
+/// Merges what answered; `bbb.failed` only when servers were asked and none answered.
+pub fn answer(answers: Answers, tz: Tz) -> Result<Value, ErrorReply> {
+    if answers.is_empty() {
+        return Ok(json!({ "results": [] }));
+    }
     let mut ok = Vec::new();
     for (server, answer) in answers {
         match answer {

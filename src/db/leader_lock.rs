@@ -37,7 +37,7 @@ struct Acquired {
 
 /// Adds a connect timeout to a PostgreSQL URL unless it has one, so a dead database cannot
 /// block the election (libpq waits forever by default).
-fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+pub(crate) fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     if url.contains("connect_timeout=") {
         return url.to_string();
     }

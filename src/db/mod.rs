@@ -8,8 +8,10 @@
 pub mod schema;
 
 pub mod calls;
+pub mod changes;
 pub mod leader_lock;
 pub mod meetings;
+pub mod secrets;
 pub mod server_status;
 pub mod servers;
 #[cfg(test)]

@@ -72,7 +72,7 @@ diesel::table! {
         world_id -> Text,
         room_id -> Nullable<Text>,
         call_id -> Nullable<Text>,
-        server_id -> Integer,
+        server_id -> Nullable<Integer>,
         meeting_id -> Text,
         attendee_pw -> Text,
         moderator_pw -> Text,
@@ -80,6 +80,16 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         seen_at -> Nullable<BigInt>,
+        callback_issued_at -> Nullable<BigInt>,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    gateway_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> BigInt,
     }
 }
 

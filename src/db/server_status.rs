@@ -8,6 +8,7 @@ use diesel::upsert::excluded;
 
 use crate::db::schema::bbb_server_status as st;
 use crate::db::{DbConn, DbError};
+use crate::ids::ServerId;
 use crate::with_conn;
 
 /// One server's polled status.
@@ -31,6 +32,13 @@ pub struct ServerStatusRow {
     pub listeners: i32,
     /// Participants of the largest meeting.
     pub largest_meeting: i32,
+}
+
+impl ServerStatusRow {
+    /// The server this row is about.
+    pub fn server(&self) -> ServerId {
+        ServerId::new(self.server_id)
+    }
 }
 
 /// Stores the result of one poll round (insert or update per server).
@@ -65,9 +73,9 @@ pub fn store(conn: &mut DbConn, rows: &[ServerStatusRow]) -> Result<(), DbError>
 }
 
 /// Every stored status, by server id.
-pub fn load_all(conn: &mut DbConn) -> Result<HashMap<i32, ServerStatusRow>, DbError> {
+pub fn load_all(conn: &mut DbConn) -> Result<HashMap<ServerId, ServerStatusRow>, DbError> {
     let rows: Vec<ServerStatusRow> = with_conn!(conn, |c| st::table.load(c))?;
-    Ok(rows.into_iter().map(|r| (r.server_id, r)).collect())
+    Ok(rows.into_iter().map(|r| (r.server(), r)).collect())
 }
 
 #[cfg(test)]
@@ -100,7 +108,7 @@ mod tests {
             store(conn, &[row.clone()]).unwrap();
             let all = load_all(conn).unwrap();
             assert_eq!(all.len(), 1);
-            assert_eq!(all[&7], row);
+            assert_eq!(all[&ServerId::new(7)], row);
         });
     }
 }

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use crate::bbb::{ChecksumAlgorithm, Secret, ServerEndpoint};
 use crate::db::schema::{bbb_servers, worlds};
 use crate::db::{now_ms, DbConn, DbError};
+use crate::ids::ServerId;
 use crate::with_conn;
 
 /// Operator-set state of a server. Cordoned keeps its running meetings but gets no new ones;
@@ -55,7 +56,7 @@ impl FromStr for ServerState {
 /// One registered server. `Debug` never prints the secret (it is a [`Secret`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerRow {
-    pub id: i32,
+    pub id: ServerId,
     /// Normalised base URL, e.g. `https://bbb1.example.org/bigbluebutton`.
     pub url: String,
     pub secret: Secret,
@@ -153,7 +154,7 @@ impl TryFrom<RawServer> for ServerRow {
             .parse()
             .map_err(|e| DbError::Invalid(format!("server {}: {e}", r.id)))?;
         Ok(ServerRow {
-            id: r.id,
+            id: ServerId::new(r.id),
             url: r.url,
             secret: Secret::new(r.secret),
             checksum,
@@ -235,7 +236,8 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
                 other => DbError::from(other),
             })
     })?;
-    get(conn, id)?.ok_or_else(|| DbError::Invalid("the new server disappeared".into()))
+    get(conn, ServerId::new(id))?
+        .ok_or_else(|| DbError::Invalid("the new server disappeared".into()))
 }
 
 /// Every registered server, by id.
@@ -248,9 +250,9 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<ServerRow>, DbError> {
 }
 
 /// One server, or `None` for an unknown id.
-pub fn get(conn: &mut DbConn, id: i32) -> Result<Option<ServerRow>, DbError> {
+pub fn get(conn: &mut DbConn, id: ServerId) -> Result<Option<ServerRow>, DbError> {
     let raw: Option<RawServer> = with_conn!(conn, |c| bbb_servers::table
-        .find(id)
+        .find(id.get())
         .select(RAW_COLUMNS)
         .first(c)
         .optional())?;
@@ -258,9 +260,9 @@ pub fn get(conn: &mut DbConn, id: i32) -> Result<Option<ServerRow>, DbError> {
 }
 
 /// Sets the state; `false` for an unknown id.
-pub fn set_state(conn: &mut DbConn, id: i32, state: ServerState) -> Result<bool, DbError> {
+pub fn set_state(conn: &mut DbConn, id: ServerId, state: ServerState) -> Result<bool, DbError> {
     let now = now_ms();
-    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id))
+    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id.get()))
         .set((
             bbb_servers::state.eq(state.as_str()),
             bbb_servers::updated_at.eq(now),
@@ -270,10 +272,10 @@ pub fn set_state(conn: &mut DbConn, id: i32, state: ServerState) -> Result<bool,
 }
 
 /// Sets the load multiplier (> 0); `false` for an unknown id.
-pub fn set_weight(conn: &mut DbConn, id: i32, weight: f64) -> Result<bool, DbError> {
+pub fn set_weight(conn: &mut DbConn, id: ServerId, weight: f64) -> Result<bool, DbError> {
     check_weight(weight)?;
     let now = now_ms();
-    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id))
+    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id.get()))
         .set((
             bbb_servers::weight.eq(weight),
             bbb_servers::updated_at.eq(now),
@@ -283,8 +285,8 @@ pub fn set_weight(conn: &mut DbConn, id: i32, weight: f64) -> Result<bool, DbErr
 }
 
 /// Unregisters a server; `false` for an unknown id. Its meetings move at their next join.
-pub fn remove(conn: &mut DbConn, id: i32) -> Result<bool, DbError> {
-    let n = with_conn!(conn, |c| diesel::delete(bbb_servers::table.find(id))
+pub fn remove(conn: &mut DbConn, id: ServerId) -> Result<bool, DbError> {
+    let n = with_conn!(conn, |c| diesel::delete(bbb_servers::table.find(id.get()))
         .execute(c))?;
     Ok(n > 0)
 }
@@ -300,10 +302,10 @@ pub fn remove_by_tag(conn: &mut DbConn, tag: &str) -> Result<usize, DbError> {
 /// Panics a server: bumps its `panic_epoch` (so running coordinators forget its meetings) and
 /// unplaces its stored meetings so the next join re-creates them elsewhere. `None` for an
 /// unknown id, else how many stored meetings were forgotten.
-pub fn panic(conn: &mut DbConn, id: i32) -> Result<Option<usize>, DbError> {
+pub fn panic(conn: &mut DbConn, id: ServerId) -> Result<Option<usize>, DbError> {
     let now = now_ms();
     with_conn!(conn, |c| c.transaction(|c| {
-        let n = diesel::update(bbb_servers::table.find(id))
+        let n = diesel::update(bbb_servers::table.find(id.get()))
             .set((
                 bbb_servers::panic_epoch.eq(bbb_servers::panic_epoch + 1),
                 bbb_servers::updated_at.eq(now),
@@ -314,10 +316,10 @@ pub fn panic(conn: &mut DbConn, id: i32) -> Result<Option<usize>, DbError> {
         }
         let forgotten = diesel::update(
             crate::db::schema::meetings::table
-                .filter(crate::db::schema::meetings::server_id.eq(id)),
+                .filter(crate::db::schema::meetings::server_id.eq(id.get())),
         )
         .set((
-            crate::db::schema::meetings::server_id.eq(crate::db::meetings::UNPLACED),
+            crate::db::schema::meetings::server_id.eq(None::<i32>),
             crate::db::schema::meetings::updated_at.eq(now),
         ))
         .execute(c)?;
@@ -359,8 +361,8 @@ mod tests {
             let a2 = get(conn, a.id).unwrap().unwrap();
             assert_eq!(a2.state, ServerState::Cordoned);
             assert_eq!(a2.weight, 2.5);
-            assert!(!set_state(conn, 9999, ServerState::Disabled).unwrap());
-            assert!(!set_weight(conn, 9999, 1.0).unwrap());
+            assert!(!set_state(conn, ServerId::new(9999), ServerState::Disabled).unwrap());
+            assert!(!set_weight(conn, ServerId::new(9999), 1.0).unwrap());
             assert!(remove(conn, a.id).unwrap());
             assert!(!remove(conn, a.id).unwrap());
             assert!(get(conn, a.id).unwrap().is_none());
@@ -384,7 +386,7 @@ mod tests {
             insert_world(conn, "w1");
             s.world_id = Some("w1".into());
             assert_eq!(add(conn, &s).unwrap().world_id.as_deref(), Some("w1"));
-            assert!(set_weight(conn, 1, -1.0).is_err());
+            assert!(set_weight(conn, ServerId::new(1), -1.0).is_err());
         });
     }
 
@@ -403,12 +405,13 @@ mod tests {
         for_each_backend(|conn| {
             let a = add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
             assert_eq!(a.panic_epoch, 0);
+            let key = crate::ids::MeetingKey::room("w", "r");
             let row = MeetingRow {
-                meeting_key: "room:w:r".into(),
+                meeting_key: key.clone(),
                 world_id: "w".into(),
                 room_id: Some("r".into()),
                 call_id: None,
-                server_id: a.id,
+                server: Some(a.id),
                 meeting_id: "m1".into(),
                 attendee_pw: "ap".into(),
                 moderator_pw: "mp".into(),
@@ -416,16 +419,15 @@ mod tests {
                 created_at: 0,
                 updated_at: 0,
                 seen_at: None,
+                callback_issued_at: None,
+                ended_at: None,
             };
             meetings::insert_or_get(conn, &row).unwrap();
             assert_eq!(panic(conn, a.id).unwrap(), Some(1));
             assert_eq!(get(conn, a.id).unwrap().unwrap().panic_epoch, 1);
-            assert_eq!(
-                meetings::get(conn, "room:w:r").unwrap().unwrap().server(),
-                None
-            );
+            assert_eq!(meetings::get(conn, &key).unwrap().unwrap().server, None);
             assert_eq!(panic(conn, a.id).unwrap(), Some(0));
-            assert_eq!(panic(conn, 9999).unwrap(), None);
+            assert_eq!(panic(conn, ServerId::new(9999)).unwrap(), None);
         });
     }
 

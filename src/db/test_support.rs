@@ -39,7 +39,7 @@ pub fn insert_world(conn: &mut DbConn, id: &str) {
 /// the database would return it; tests change fields with struct update syntax.
 pub fn server_row(id: i32) -> ServerRow {
     ServerRow {
-        id,
+        id: crate::ids::ServerId::new(id),
         url: format!("https://bbb{id}.example.org/bigbluebutton"),
         secret: Secret::new("s"),
         checksum: ChecksumAlgorithm::Sha256,

@@ -23,7 +23,7 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::json;
 
-use crate::coordinator::{BbbCommand, BbbCommandKind};
+use crate::coordinator::{BbbCommand, BbbCommandKind, RefreshMeeting};
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply, Request,
 };
@@ -218,17 +218,27 @@ impl WsSession {
     }
 
     /// The hot path: a `bbb.room_url` whose checks fail, or whose meeting the coordinator has
-    /// published as running, is answered here without a message to the coordinator. Returns
-    /// whether it was answered.
+    /// published as confirmed running recently, is answered here without a message to the
+    /// coordinator. Returns whether it was answered. A join past the entry's refresh time also
+    /// asks the coordinator (once, without waiting) to re-confirm the meeting.
     fn answer_warm_join(&mut self, req: &Request, ctx: &mut ws::WebsocketContext<Self>) -> bool {
         let (Some(user), Some(world)) = (&self.user, self.current_world()) else {
             return false;
         };
-        let Some(result) = self.app.warm.room_url(&world, user, req.str_field("room")) else {
+        let room = req.str_field("room");
+        let Some(result) = self.app.joins.room_url(&world, user, room, Instant::now()) else {
             return false;
         };
         let (frame, code) = match result {
-            Ok(url) => (url_success_frame(req.id.as_ref(), &url), "success"),
+            Ok(warm) => {
+                if let (true, Some(room)) = (warm.refresh, room) {
+                    self.app.coordinator.do_send(RefreshMeeting {
+                        world: world.clone(),
+                        room: room.to_string(),
+                    });
+                }
+                (url_success_frame(req.id.as_ref(), &warm.url), "success")
+            }
             Err(e) => (error_frame(req.id.as_ref(), &e), e.code.as_str()),
         };
         self.app.metrics.request(&req.action, code);
@@ -261,25 +271,34 @@ impl WsSession {
         }
         self.in_flight += 1;
         let target = req.str_field(field).map(str::to_owned);
+        let deadline = self.app.settings.join_deadline();
         let command = BbbCommand {
             world,
             user,
             kind: kind(target),
+            deadline: Instant::now() + deadline,
         };
         let id = req.id;
         let action = req.action;
-        self.app
-            .coordinator
-            .send(command)
+        // Answered by the deadline whatever the coordinator is waiting for.
+        let answer = tokio::time::timeout(deadline, self.app.coordinator.send(command));
+        answer
             .into_actor(self)
             .map(move |result, act, ctx| {
-                let result = result.unwrap_or_else(|e| {
-                    log::error!("coordinator unreachable: {e}");
-                    Err(ErrorReply::with_message(
+                let result = match result {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(e)) => {
+                        log::error!("coordinator unreachable: {e}");
+                        Err(ErrorReply::with_message(
+                            ErrorCode::BbbFailed,
+                            "the video service is busy, retry in a moment",
+                        ))
+                    }
+                    Err(_) => Err(ErrorReply::with_message(
                         ErrorCode::BbbFailed,
-                        "the video service is busy, retry in a moment",
-                    ))
-                });
+                        "the video servers did not answer in time, please try again shortly",
+                    )),
+                };
                 let (frame, code) = match result {
                     Ok(payload) => (success_frame(id.as_ref(), payload), "success"),
                     Err(e) => (error_frame(id.as_ref(), &e), e.code.as_str()),

@@ -77,7 +77,7 @@ impl BbbApi for NoBbb {
 struct Harness {
     port: u16,
     /// What the coordinator publishes; tests publish meetings here directly.
-    warm: Arc<crate::coordinator::WarmJoins>,
+    joins: Arc<crate::join::JoinTable>,
     _db: TestDb,
 }
 
@@ -117,8 +117,8 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
     let worlds = WorldCache::new(db.clone());
     worlds.refresh().await.expect("refresh");
     let settings = Settings::load_with_env(None, Vec::new()).expect("defaults");
-    let warm = Arc::new(crate::coordinator::WarmJoins::default());
-    let coordinator = BbbCoordinator::publishing_to(
+    let joins = Arc::new(crate::join::JoinTable::default());
+    let coordinator = BbbCoordinator::new(
         db.clone(),
         Rc::new(NoBbb),
         CoordinatorSettings {
@@ -127,8 +127,11 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
             healthy_after: 1,
             create_retry_servers: 1,
             request_timeout: Duration::from_secs(1),
+            confirm_ttl: Duration::from_secs(2),
+            join_deadline: Duration::from_secs(10),
+            end_callbacks: None,
         },
-        warm.clone(),
+        joins.clone(),
     )
     .start();
     let state = web::Data::new(AppState {
@@ -136,7 +139,8 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
         db,
         worlds,
         coordinator,
-        warm: warm.clone(),
+        joins: joins.clone(),
+        end_callback_key: crate::end_callback::EndCallbackKey::from_bytes([1; 32]),
         session,
         metrics: Arc::new(Metrics::new()),
         started_at: Instant::now(),
@@ -151,7 +155,11 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
     .expect("bind");
     let port = server.addrs()[0].port();
     actix_web::rt::spawn(server.run());
-    Harness { port, warm, _db: t }
+    Harness {
+        port,
+        joins,
+        _db: t,
+    }
 }
 
 impl Harness {
@@ -368,10 +376,10 @@ async fn published_meetings_are_joined_by_the_session_itself() {
         .await
         .unwrap();
     assert_eq!(next(&mut c).await, json!(["success", 1, {}]));
-    h.warm.publish(
-        "room:w:r",
-        &crate::coordinator::meetings::JoinTarget {
-            server_id: 1,
+    let key = crate::ids::MeetingKey::room("w", "r");
+    let publish = |expires_at: Instant| {
+        let target = crate::join::JoinTarget {
+            server: crate::ids::ServerId::new(1),
             endpoint: ServerEndpoint {
                 base_url: "https://bbb.test/bigbluebutton".into(),
                 secret: crate::bbb::Secret::new("s"),
@@ -381,8 +389,15 @@ async fn published_meetings_are_joined_by_the_session_itself() {
             attendee_pw: "ap".into(),
             moderator_pw: "mp".into(),
             create_time: Some(7),
-        },
-    );
+        };
+        h.joins.apply(vec![(
+            key.clone(),
+            Some(Arc::new(crate::join::Published::new(
+                target, expires_at, expires_at,
+            ))),
+        )]);
+    };
+    publish(Instant::now() + Duration::from_secs(600));
     // More joins at once than the in-flight limit: none waits for the coordinator (which has
     // no server and would answer bbb.failed), so none is refused.
     for id in 0..5 {
@@ -403,11 +418,17 @@ async fn published_meetings_are_joined_by_the_session_itself() {
             "{url}"
         );
     }
-    assert_eq!(h.warm.served(), 5);
-    // Withdrawn: back to the coordinator, which cannot create it.
-    h.warm.withdraw("room:w:r");
+    assert_eq!(h.joins.served(), 5);
+    // Its confirmation expired: never answered from it; back to the coordinator, which
+    // cannot create it.
+    publish(Instant::now());
+    let reply = ask(&mut c, json!(["bbb.room_url", 8, {"room": "r"}])).await;
+    assert_eq!(reply[2]["code"], "bbb.failed");
+    // Withdrawn: the same.
+    h.joins.apply(vec![(key.clone(), None)]);
     let reply = ask(&mut c, json!(["bbb.room_url", 9, {"room": "r"}])).await;
     assert_eq!(reply[2]["code"], "bbb.failed");
+    assert_eq!(h.joins.served(), 5);
 }
 
 #[actix_web::test]

@@ -160,7 +160,7 @@ async fn status_lists_servers_without_secrets() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"] == id1)
+        .find(|s| s["id"] == id1.get())
         .unwrap()
         .clone();
     assert_eq!(s1["state"], "cordoned");

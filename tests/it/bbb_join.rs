@@ -7,12 +7,13 @@ use bbb_gateway::bbb::ChecksumAlgorithm;
 use bbb_gateway::coordinator::SetServerState;
 use bbb_gateway::db::calls;
 use bbb_gateway::db::servers::ServerState;
+use bbb_gateway::ids::ServerId;
 use serde_json::json;
 
 use crate::fleet::*;
 use crate::helpers::*;
 
-async fn set_state(app: &TestApp, id: i32, state: ServerState) {
+async fn set_state(app: &TestApp, id: ServerId, state: ServerState) {
     app.state
         .coordinator
         .send(SetServerState { id, state })

@@ -30,7 +30,12 @@ pub async fn start_sim(i: usize) -> SimHandle {
 }
 
 /// Registers `sim` with the gateway and makes the coordinator see it; returns the server id.
-pub async fn register(app: &TestApp, sim: &SimHandle, i: usize, algo: ChecksumAlgorithm) -> i32 {
+pub async fn register(
+    app: &TestApp,
+    sim: &SimHandle,
+    i: usize,
+    algo: ChecksumAlgorithm,
+) -> bbb_gateway::ids::ServerId {
     let new = NewServer {
         url: sim.base_url(),
         secret: Secret::new(sim_secret(i)),
@@ -50,7 +55,11 @@ pub async fn register(app: &TestApp, sim: &SimHandle, i: usize, algo: ChecksumAl
 }
 
 /// Starts sim `i` and registers it; returns the sim and its server id.
-pub async fn add_sim(app: &TestApp, i: usize, algo: ChecksumAlgorithm) -> (SimHandle, i32) {
+pub async fn add_sim(
+    app: &TestApp,
+    i: usize,
+    algo: ChecksumAlgorithm,
+) -> (SimHandle, bbb_gateway::ids::ServerId) {
     let sim = start_sim(i).await;
     let id = register(app, &sim, i, algo).await;
     (sim, id)

@@ -114,7 +114,7 @@ struct Cluster {
     a: Instance,
     b: Instance,
     sims: Vec<SimHandle>,
-    server_ids: Vec<i32>,
+    server_ids: Vec<bbb_gateway::ids::ServerId>,
     _db: TestDb,
     _dir: tempfile::TempDir,
 }

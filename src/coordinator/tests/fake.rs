@@ -22,6 +22,10 @@ pub struct FakeServer {
     /// `create` alone fails this way (e.g. a FAILED answer to a bad request).
     pub create_error: Option<BbbError>,
     pub latency: Duration,
+    /// While set, `create` calls wait until the gate opens (`true`).
+    pub create_gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The `meta_endCallbackUrl` of each running meeting's instance, as BBB keeps it.
+    pub callbacks: HashMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -92,13 +96,41 @@ impl FakeBbb {
         });
     }
 
-    fn begin(&self, url: &str, call: &str, meeting_id: &str) -> (Duration, Option<BbbError>) {
+    /// Holds every `create` sent to `url` from now on until the returned gate is opened
+    /// (`send(true)`) or dropped.
+    pub fn hold_creates(&self, url: &str) -> tokio::sync::watch::Sender<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.with(url, |s| s.create_gate = Some(rx));
+        tx
+    }
+
+    /// BBB ends a meeting and calls its end-callback URL, as BBB does: returns the token of
+    /// that URL (`None` when it had none or does not run there).
+    pub fn end_with_callback(&self, url: &str, meeting_id: &str) -> Option<String> {
+        self.with(url, |s| {
+            s.meetings.remove(meeting_id)?;
+            let callback = s.callbacks.remove(meeting_id)?;
+            callback
+                .rsplit_once("/bbb/callback/end/")
+                .map(|(_, token)| token.to_string())
+        })
+    }
+
+    fn begin(
+        &self,
+        url: &str,
+        call: &str,
+        meeting_id: &str,
+    ) -> (Duration, Option<tokio::sync::watch::Receiver<bool>>) {
         let mut s = self.0.borrow_mut();
         s.calls
             .push((url.to_string(), call.to_string(), meeting_id.to_string()));
         match s.servers.get(url) {
-            Some(srv) => (srv.latency, srv.fault.clone()),
-            None => (Duration::ZERO, Some(down())),
+            Some(srv) => (
+                srv.latency,
+                srv.create_gate.clone().filter(|_| call == "create"),
+            ),
+            None => (Duration::ZERO, None),
         }
     }
 
@@ -109,19 +141,26 @@ impl FakeBbb {
         meeting_id: &str,
         body: impl FnOnce(&mut FakeState, &str) -> Result<T, BbbError> + 'static,
     ) -> LocalBoxFuture<'static, Result<T, BbbError>> {
-        let (latency, _) = self.begin(url, call, meeting_id);
+        let (latency, gate) = self.begin(url, call, meeting_id);
         let state = self.0.clone();
         let url = url.to_string();
         async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            let mut s = state.borrow_mut();
-            // Faults are read at answer time, so a test can take a server down mid-call.
-            if let Some(fault) = s.servers.get(&url).and_then(|srv| srv.fault.clone()) {
-                return Err(fault);
+            let result = {
+                let mut s = state.borrow_mut();
+                // Faults are read at answer time, so a test can take a server down mid-call.
+                match s.servers.get(&url).and_then(|srv| srv.fault.clone()) {
+                    Some(fault) => Err(fault),
+                    None => body(&mut s, &url),
+                }
+            };
+            if let Some(mut gate) = gate {
+                // BBB did the work; its answer is held until the gate opens (or is dropped).
+                let _ = gate.wait_for(|open| *open).await;
             }
-            body(&mut s, &url)
+            result
         }
         .boxed_local()
     }
@@ -147,6 +186,14 @@ impl BbbApi for FakeBbb {
                     return Err(e);
                 }
                 let duplicate = srv.meetings.contains_key(&m.meeting_id);
+                if !duplicate {
+                    // BBB keeps the metadata of the create that started the meeting.
+                    srv.callbacks.remove(&m.meeting_id);
+                    if let Some((_, url)) = m.extra.iter().find(|(k, _)| k == "meta_endCallbackUrl")
+                    {
+                        srv.callbacks.insert(m.meeting_id.clone(), url.clone());
+                    }
+                }
                 let info =
                     srv.meetings
                         .entry(m.meeting_id.clone())

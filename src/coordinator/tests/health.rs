@@ -1,8 +1,6 @@
 //! Health: thresholds, offline servers losing their meetings, ending moved meetings when the old
 //! server answers again, and registry changes while running.
 
-use std::time::Duration;
-
 use super::fake::down;
 use super::*;
 
@@ -43,7 +41,7 @@ async fn unhealthy_after_and_healthy_after_thresholds() {
 }
 
 #[actix_web::test]
-async fn an_offline_server_loses_its_meetings_and_they_end_there_when_it_is_back() {
+async fn a_failed_contact_moves_the_meeting_at_the_next_join_and_it_ends_there_when_back() {
     let h = Harness::new(2).await;
     let first = h.join("r2").await;
     let mid = first.get("meetingID").unwrap().to_string();
@@ -53,29 +51,60 @@ async fn an_offline_server_loses_its_meetings_and_they_end_there_when_it_is_back
         (url_of(2), h.ids[1])
     };
     h.fake.set_fault(&dead, Some(down()));
-    // One failed poll: still online, the meeting is still joined there from memory.
+    // One failed poll: the server is still online but suspect, so nothing of it is answered
+    // from memory; the next join re-confirms there, fails, and moves the meeting at once.
     h.poll().await;
-    assert_eq!(h.join("r2").await.base, dead);
+    assert!(h.joins.get(MeetingKey::room("w", "r2").as_str()).is_none());
+    let moved = h.join("r2").await;
+    assert_ne!(moved.base, dead);
+    assert_eq!(moved.get("meetingID"), Some(mid.as_str()));
+    assert_eq!(
+        h.fake.count(Some(&dead), "create"),
+        2,
+        "first create, failed re-confirmation"
+    );
+    assert_eq!(h.fake.count(Some(&moved.base), "create"), 1);
+    h.settle().await;
+    assert_eq!(
+        h.stored_server("r2"),
+        Some(if dead_id == h.ids[0] {
+            h.ids[1]
+        } else {
+            h.ids[0]
+        })
+    );
     h.poll().await;
     let status = h.status().await;
     let s = status.servers.iter().find(|s| s.id == dead_id).unwrap();
     assert!(!s.online);
     assert_eq!(s.meetings_placed, 0);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(h.stored_server("r2"), None);
-    // The next join re-creates the meeting (same id) on the healthy server.
-    let moved = h.join("r2").await;
-    assert_ne!(moved.base, dead);
-    assert_eq!(moved.get("meetingID"), Some(mid.as_str()));
-    assert_eq!(h.fake.count(None, "create"), 2);
     // The dead server answers again: the meeting it still runs is ended there, not on the target.
     h.fake.set_fault(&dead, None);
     assert!(h.fake.runs(&dead, &mid));
     h.poll().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.settle().await;
     assert!(!h.fake.runs(&dead, &mid));
     assert!(h.fake.runs(&moved.base, &mid));
     assert_eq!(h.fake.count(Some(&moved.base), "end"), 0);
+    assert!(h.published_violations().await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_meeting_on_a_server_that_went_offline_is_re_created_elsewhere() {
+    let h = Harness::new(2).await;
+    let first = h.join("r2").await;
+    let mid = first.get("meetingID").unwrap().to_string();
+    let dead = first.base.clone();
+    h.fake.set_fault(&dead, Some(down()));
+    h.poll().await;
+    h.poll().await;
+    h.settle().await;
+    // Offline: forgotten in memory and in the database.
+    assert_eq!(h.stored_server("r2"), None);
+    let moved = h.join("r2").await;
+    assert_ne!(moved.base, dead);
+    assert_eq!(moved.get("meetingID"), Some(mid.as_str()));
+    assert_eq!(h.fake.count(Some(&dead), "create"), 1, "not tried again");
 }
 
 #[actix_web::test]
@@ -129,18 +158,13 @@ async fn the_poller_publishes_server_status_without_secrets() {
     let h = Harness::new(2).await;
     h.join("r2").await;
     h.poll().await;
-    let mut stored = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(40)).await;
+    h.settle().await;
+    let rows = {
         let mut conn = h.db.get().unwrap();
-        let rows = crate::db::server_status::load_all(&mut conn).unwrap();
-        assert_eq!(rows.len(), 2);
-        stored = rows.values().map(|r| r.meetings).sum::<i32>();
-        if stored == 1 {
-            break;
-        }
-    }
-    assert_eq!(stored, 1);
+        crate::db::server_status::load_all(&mut conn).unwrap()
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.values().map(|r| r.meetings).sum::<i32>(), 1);
     let json = serde_json::to_string(&h.status().await).unwrap();
     assert!(
         !json.contains("secret-1") && !json.contains("secret-2"),
@@ -160,8 +184,14 @@ async fn a_placement_changed_by_another_instance_is_adopted_not_ended() {
     };
     // Another gateway instance moved the meeting: stored on `there`, running there too.
     {
+        let here_id = if there_id == h.ids[0] {
+            h.ids[1]
+        } else {
+            h.ids[0]
+        };
         let mut conn = h.db.get().unwrap();
-        crate::db::meetings::place(&mut conn, "room:w:r2", there_id, None).unwrap();
+        let key = MeetingKey::room("w", "r2");
+        crate::db::meetings::claim(&mut conn, &key, Some(here_id), Some(there_id)).unwrap();
     }
     h.fake.with(&there, |s| {
         s.meetings.insert(
@@ -174,7 +204,7 @@ async fn a_placement_changed_by_another_instance_is_adopted_not_ended() {
         );
     });
     h.poll().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.settle().await;
     assert!(
         h.fake.runs(&there, &mid),
         "ended where the database places it"
@@ -191,7 +221,7 @@ async fn a_placement_changed_by_another_instance_is_adopted_not_ended() {
     );
     // Now memory agrees with the database: the copy on the old server is the stray one.
     h.poll().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.settle().await;
     assert!(!h.fake.runs(&here, &mid));
     assert!(h.fake.runs(&there, &mid));
     assert_eq!(h.join("r2").await.base, there);

@@ -59,6 +59,15 @@ async fn room_join_url_has_the_protocol_contents() {
     ] {
         assert_eq!(extra.get(k).map(String::as_str), Some(v), "{k}");
     }
+    // BBB calls the gateway back when this meeting ends, with a token only it can issue.
+    let callback = extra
+        .get("meta_endCallbackUrl")
+        .expect("an end callback URL");
+    let token = callback
+        .strip_prefix("http://gw.test/bbb/callback/end/")
+        .expect("under the public URL");
+    let verified = callback_key().verify(token).expect("a valid token");
+    assert_eq!(verified.meeting_id, meeting_id);
     let created = h
         .fake
         .with(&url_of(1), |s| s.meetings[&meeting_id].create_time);
@@ -360,16 +369,17 @@ async fn panic_ends_and_forgets_the_servers_meetings() {
         .unwrap()
         .unwrap();
     assert_eq!(forgotten, 1);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h.settle().await;
     assert!(!h.fake.runs(&first.base, &mid), "the meeting was not ended");
     assert_eq!(h.fake.count(Some(&first.base), "end"), 1);
     let next = h.join("r2").await;
     assert_ne!(next.base, first.base);
     assert_eq!(next.get("meetingID"), Some(mid.as_str()));
     assert_eq!(h.fake.count(None, "create"), 2);
+    let unknown = ServerId::new(999);
     assert!(matches!(
-        h.addr.send(PanicServer { id: 999 }).await.unwrap(),
-        Err(crate::coordinator::AdminError::UnknownServer(999))
+        h.addr.send(PanicServer { id: unknown }).await.unwrap(),
+        Err(crate::coordinator::AdminError::UnknownServer(id)) if id == unknown
     ));
 }
 
@@ -386,7 +396,7 @@ async fn a_cli_panic_is_picked_up_at_the_next_poll() {
         );
     }
     h.poll().await;
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h.settle().await;
     // Forgotten, then found still running where it no longer belongs: ended there.
     assert!(!h.fake.runs(&url_of(1), &mid));
     h.join("r2").await;

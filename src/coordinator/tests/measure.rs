@@ -45,7 +45,7 @@ async fn measure_joins_against_bbb_sim() {
         request_timeout: Duration::from_secs(5),
         max_body_bytes: 8 << 20,
     });
-    let addr = BbbCoordinator::new(db, Rc::new(client), settings()).start();
+    let addr = BbbCoordinator::new(db, Rc::new(client), settings(), Arc::default()).start();
     addr.send(PollNow).await.unwrap();
     let world = world_with(0);
     let send = |uid: String| {
@@ -60,6 +60,7 @@ async fn measure_joins_against_bbb_sim() {
                     kind: BbbCommandKind::RoomUrl {
                         room: Some("r2".into()),
                     },
+                    deadline: Instant::now() + Duration::from_secs(10),
                 })
                 .await
                 .unwrap();

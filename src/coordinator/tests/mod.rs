@@ -4,6 +4,7 @@
 mod fake;
 mod health;
 mod joins;
+mod liveness;
 mod measure;
 mod placement_actor;
 mod recordings_actor;
@@ -18,18 +19,28 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+use std::time::Instant;
+
 use crate::bbb::{ChecksumAlgorithm, Secret};
 use crate::db::servers::{self, NewServer};
 use crate::db::Db;
+use crate::end_callback::EndCallbackKey;
+use crate::ids::{MeetingKey, ServerId};
+use crate::join::JoinTable;
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::{Profile, UserContext};
 use crate::world::WorldSnapshot;
 
 use super::{
-    BbbCommand, BbbCommandKind, BbbCoordinator, CoordinatorSettings, FleetStatus, GetFleetStatus,
-    PollNow, WarmJoins,
+    BbbCommand, BbbCommandKind, BbbCoordinator, CoordinatorSettings, EndCallbacks, FleetStatus,
+    GetFleetStatus, PollNow, RefreshMeeting, Settle,
 };
 use fake::FakeBbb;
+
+/// The end-callback key of every test coordinator.
+pub(super) fn callback_key() -> EndCallbackKey {
+    EndCallbackKey::from_bytes([9; 32])
+}
 
 pub(super) fn settings() -> CoordinatorSettings {
     CoordinatorSettings {
@@ -39,6 +50,13 @@ pub(super) fn settings() -> CoordinatorSettings {
         healthy_after: 2,
         create_retry_servers: 2,
         request_timeout: Duration::from_secs(2),
+        // Long enough that only the tests about it see a confirmation expire.
+        confirm_ttl: Duration::from_secs(600),
+        join_deadline: Duration::from_secs(10),
+        end_callbacks: Some(EndCallbacks {
+            public_url: "http://gw.test".into(),
+            key: callback_key(),
+        }),
     }
 }
 
@@ -98,8 +116,9 @@ pub(super) struct Harness {
     pub fake: FakeBbb,
     pub addr: Addr<BbbCoordinator>,
     /// What the coordinator publishes; `room_url` asks it first, as a session does.
-    pub warm: Arc<WarmJoins>,
-    pub ids: Vec<i32>,
+    pub joins: Arc<JoinTable>,
+    pub settings: CoordinatorSettings,
+    pub ids: Vec<ServerId>,
     pub world: Arc<WorldSnapshot>,
     _dir: tempfile::TempDir,
 }
@@ -134,19 +153,20 @@ impl Harness {
                 ids.push(row.id);
             }
         }
-        let warm = Arc::new(WarmJoins::default());
-        let addr = BbbCoordinator::publishing_to(
+        let joins = Arc::new(JoinTable::default());
+        let addr = BbbCoordinator::new(
             db.clone(),
             Rc::new(fake.clone()),
-            settings,
-            warm.clone(),
+            settings.clone(),
+            joins.clone(),
         )
         .start();
         let h = Harness {
             db,
             fake,
             addr,
-            warm,
+            joins,
+            settings,
             ids,
             world: world_with(extra_rooms),
             _dir: dir,
@@ -157,18 +177,23 @@ impl Harness {
 
     /// A second coordinator on the same database and BBB fleet (a restart).
     pub fn restart(&mut self) {
-        self.warm = Arc::new(WarmJoins::default());
-        self.addr = BbbCoordinator::publishing_to(
+        self.joins = Arc::new(JoinTable::default());
+        self.addr = BbbCoordinator::new(
             self.db.clone(),
             Rc::new(self.fake.clone()),
-            settings(),
-            self.warm.clone(),
+            self.settings.clone(),
+            self.joins.clone(),
         )
         .start();
     }
 
+    /// Waits until the coordinator's background work (ends, database writes) is done.
+    pub async fn settle(&self) {
+        self.addr.send(Settle).await.expect("coordinator");
+    }
+
     /// Sets a server's state through the coordinator (as the admin route does).
-    pub async fn set_state(&self, id: i32, state: crate::db::servers::ServerState) {
+    pub async fn set_state(&self, id: ServerId, state: crate::db::servers::ServerState) {
         self.addr
             .send(super::SetServerState { id, state })
             .await
@@ -194,6 +219,7 @@ impl Harness {
                 world: self.world.clone(),
                 user: user.clone(),
                 kind,
+                deadline: Instant::now() + self.settings.join_deadline,
             })
             .await
             .expect("coordinator")
@@ -203,8 +229,19 @@ impl Harness {
     /// can be, else by the coordinator. Every test joining through here so also checks that
     /// nothing stale is ever published.
     pub async fn room_url(&self, user: &Arc<UserContext>, room: &str) -> Result<Value, ErrorReply> {
-        if let Some(answer) = self.warm.room_url(&self.world, user, Some(room)) {
-            return answer.map(|url| json!({ "url": url }));
+        let answer = self
+            .joins
+            .room_url(&self.world, user, Some(room), Instant::now());
+        if let Some(answer) = answer {
+            return answer.map(|warm| {
+                if warm.refresh {
+                    self.addr.do_send(RefreshMeeting {
+                        world: self.world.clone(),
+                        room: room.into(),
+                    });
+                }
+                json!({ "url": warm.url })
+            });
         }
         self.send(
             user,
@@ -225,7 +262,7 @@ impl Harness {
     }
 
     /// Registers another server while the coordinator runs (picked up at the next poll).
-    pub fn add_server(&mut self, url: &str, world: Option<&str>) -> i32 {
+    pub fn add_server(&mut self, url: &str, world: Option<&str>) -> ServerId {
         let mut conn = self.db.get().expect("conn");
         let row = servers::add(
             &mut conn,
@@ -245,11 +282,115 @@ impl Harness {
     }
 
     /// The stored server of a room's meeting.
-    pub fn stored_server(&self, room: &str) -> Option<i32> {
+    pub fn stored_server(&self, room: &str) -> Option<ServerId> {
         let mut conn = self.db.get().expect("conn");
-        crate::db::meetings::get(&mut conn, &format!("room:w:{room}"))
+        crate::db::meetings::get(&mut conn, &MeetingKey::room("w", room))
             .expect("meeting row")
-            .and_then(|r| r.server())
+            .and_then(|r| r.server)
+    }
+
+    /// Lets `by` pass for every confirmation the coordinator holds.
+    pub async fn age(&self, by: Duration) {
+        self.addr.send(Age(by)).await.expect("coordinator");
+    }
+
+    /// What the coordinator and its published table disagree on (see [`CheckPublished`]).
+    pub async fn published_violations(&self) -> Vec<String> {
+        self.addr.send(CheckPublished).await.expect("coordinator")
+    }
+
+    /// The meeting id of a room's meeting, as stored.
+    pub fn meeting_id(&self, room: &str) -> String {
+        let mut conn = self.db.get().expect("conn");
+        crate::db::meetings::get(&mut conn, &MeetingKey::room("w", room))
+            .expect("meeting row")
+            .expect("a stored meeting")
+            .meeting_id
+    }
+}
+
+/// Stops the coordinator at once, dropping whatever it had in flight (a kill -9).
+pub(super) struct Kill;
+
+impl Message for Kill {
+    type Result = ();
+}
+
+impl Handler<Kill> for BbbCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Kill, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds; panics naming it after 10 s.
+pub(super) async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Makes every confirmation `0` older, as if that much time had passed without news.
+pub(super) struct Age(pub Duration);
+
+impl Message for Age {
+    type Result = ();
+}
+
+impl Handler<Age> for BbbCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Age, _ctx: &mut Self::Context) {
+        let keys: Vec<MeetingKey> = self.meetings.iter().map(|e| e.key.clone()).collect();
+        for key in keys {
+            self.meetings.update(&key, |e| e.age(msg.0));
+        }
+        self.publish();
+    }
+}
+
+/// Asks the coordinator whether its published table holds exactly what its rule allows: no
+/// entry a session could answer from that the rule would not answer, and nothing changed
+/// since the last publish. Answers the violations found.
+pub(super) struct CheckPublished;
+
+impl Message for CheckPublished {
+    type Result = Vec<String>;
+}
+
+impl Handler<CheckPublished> for BbbCoordinator {
+    type Result = MessageResult<CheckPublished>;
+
+    fn handle(&mut self, _msg: CheckPublished, _ctx: &mut Self::Context) -> Self::Result {
+        let mut violations = Vec::new();
+        let dirty = self.meetings.take_dirty();
+        let dirty_servers = self.fleet.take_dirty();
+        if !dirty.is_empty() || !dirty_servers.is_empty() {
+            violations.push(format!(
+                "state changed without being republished: {dirty:?} {dirty_servers:?}"
+            ));
+        }
+        let now = Instant::now();
+        for key in self.joins.keys() {
+            let Some(published) = self.joins.get(key.as_str()) else {
+                continue;
+            };
+            if !published.valid_at(now) {
+                continue;
+            }
+            match self.answerable(&key, now) {
+                Some((target, _)) if target == published.target => {}
+                other => violations.push(format!(
+                    "{key} published as {:?} but the rule says {:?}",
+                    published.target,
+                    other.map(|o| o.0)
+                )),
+            }
+        }
+        MessageResult(violations)
     }
 }
 

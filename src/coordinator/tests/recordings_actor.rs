@@ -88,6 +88,12 @@ async fn recordings_are_merged_from_every_server_of_the_meeting() {
     h.fake.set_fault(&old, None);
     let v = h.send(&moderator, kind()).await.unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    // That failed getRecordings is a failed contact: the meeting's server is suspect, and its
+    // meeting is no longer answered from memory.
+    let new_id = if new == url_of(1) { h.ids[0] } else { h.ids[1] };
+    let status = h.status().await;
+    assert!(status.servers.iter().any(|s| s.id == new_id && s.suspect));
+    assert!(h.joins.get(MeetingKey::room("w", "r2").as_str()).is_none());
     // All down: bbb.failed.
     h.fake.set_fault(&old, Some(down()));
     let err = h.send(&moderator, kind()).await.unwrap_err();

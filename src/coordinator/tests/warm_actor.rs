@@ -1,4 +1,4 @@
-//! The published warm joins through the actor: what a join publishes, that sessions' answers
+//! The published join table through the actor: what a join publishes, that sessions' answers
 //! match the coordinator's, and that every event that changes a meeting or its server
 //! withdraws it before the next join.
 
@@ -12,10 +12,19 @@ fn alice() -> Arc<UserContext> {
 }
 
 /// Which published meeting, if any, `room` has.
-fn published(h: &Harness, room: &str) -> Option<crate::coordinator::meetings::JoinTarget> {
-    h.warm
-        .get(&format!("room:w:{room}"))
+fn published(h: &Harness, room: &str) -> Option<crate::join::JoinTarget> {
+    h.joins
+        .get(MeetingKey::room("w", room).as_str())
         .map(|p| p.target.clone())
+}
+
+/// A session's warm answer for `room`, if it gets one.
+fn warm(
+    h: &Harness,
+    u: &UserContext,
+    room: Option<&str>,
+) -> Option<Result<crate::join::WarmJoin, ErrorReply>> {
+    h.joins.room_url(&h.world, u, room, Instant::now())
 }
 
 fn index_of(h: &Harness, base: &str) -> usize {
@@ -27,17 +36,13 @@ fn index_of(h: &Harness, base: &str) -> usize {
 #[actix_web::test]
 async fn a_created_meeting_is_published_and_sessions_answer_like_the_coordinator() {
     let h = Harness::new(1).await;
-    assert!(h.warm.is_empty());
+    assert!(h.joins.is_empty());
     let first = h.join("r2").await;
     let target = published(&h, "r2").expect("published by the create");
     assert_eq!(Some(target.meeting_id.as_str()), first.get("meetingID"));
     // The session's answer and the coordinator's answer are the same URL.
     let u = alice();
-    let from_session = h
-        .warm
-        .room_url(&h.world, &u, Some("r2"))
-        .expect("warm")
-        .expect("url");
+    let from_session = warm(&h, &u, Some("r2")).expect("warm").expect("url").url;
     let from_coordinator = h
         .send(
             &u,
@@ -48,7 +53,7 @@ async fn a_created_meeting_is_published_and_sessions_answer_like_the_coordinator
         .await
         .expect("join");
     assert_eq!(from_coordinator["url"], from_session.as_str());
-    assert_eq!(h.warm.served(), 1);
+    assert_eq!(h.joins.served(), 1);
     assert_eq!(h.status().await.stats.joins_from_memory, 2);
     assert_eq!(h.fake.count(None, "create"), 1);
 }
@@ -62,13 +67,12 @@ async fn failed_checks_are_answered_by_the_session_and_unpublished_rooms_go_to_t
         (Some("chat"), ErrorCode::RoomUnknown),
         (None, ErrorCode::RoomUnknown),
     ] {
-        let answer = h.warm.room_url(&h.world, &u, room).expect("answered");
+        let answer = warm(&h, &u, room).expect("answered");
         assert_eq!(answer.unwrap_err().code, code);
     }
     let nameless = user("bob", &["p"], None);
     assert_eq!(
-        h.warm
-            .room_url(&h.world, &nameless, Some("r2"))
+        warm(&h, &nameless, Some("r2"))
             .expect("answered")
             .unwrap_err()
             .code,
@@ -76,15 +80,14 @@ async fn failed_checks_are_answered_by_the_session_and_unpublished_rooms_go_to_t
     );
     let outsider = user("eve", &[], Some("Eve"));
     assert_eq!(
-        h.warm
-            .room_url(&h.world, &outsider, Some("r2"))
+        warm(&h, &outsider, Some("r2"))
             .expect("answered")
             .unwrap_err()
             .code,
         ErrorCode::Denied
     );
     assert!(
-        h.warm.room_url(&h.world, &u, Some("r2")).is_none(),
+        warm(&h, &u, Some("r2")).is_none(),
         "a meeting never created needs the coordinator"
     );
 }
@@ -121,9 +124,13 @@ async fn a_new_create_time_seen_by_a_poll_replaces_the_published_one() {
         }
     });
     h.poll().await;
-    assert!(published(&h, "r2").is_none());
-    let again = h.join("r2").await;
     let expected = h.fake.with(&url_of(1), |s| s.meetings[&mid].create_time);
+    assert_eq!(
+        published(&h, "r2").and_then(|t| t.create_time),
+        Some(expected),
+        "republished with the createTime the poll saw"
+    );
+    let again = h.join("r2").await;
     assert_eq!(again.get("createTime"), Some(expected.to_string().as_str()));
     assert_eq!(h.fake.count(None, "create"), 1);
 }
@@ -143,7 +150,7 @@ async fn disabling_or_panicking_the_server_withdraws_its_meetings_only() {
     h.join("r1").await;
     h.set_state(h.ids[ib - 1], ServerState::Cordoned).await;
     assert!(published(&h, "r1").is_some());
-    let r1_server = published(&h, "r1").unwrap().server_id;
+    let r1_server = published(&h, "r1").unwrap().server;
     h.addr
         .send(PanicServer { id: r1_server })
         .await
@@ -153,23 +160,26 @@ async fn disabling_or_panicking_the_server_withdraws_its_meetings_only() {
 }
 
 #[actix_web::test]
-async fn a_server_going_offline_withdraws_its_meetings() {
+async fn one_failed_contact_withdraws_the_servers_meetings_and_a_good_one_restores_trust() {
     let h = Harness::new(2).await;
     let first = h.join("r2").await;
     h.fake.set_fault(&first.base, Some(down()));
     h.poll().await;
     assert!(
-        published(&h, "r2").is_some(),
-        "one failed poll is not offline yet"
+        published(&h, "r2").is_none(),
+        "one failed poll: not offline yet, but suspect"
     );
+    h.fake.set_fault(&first.base, None);
     h.poll().await;
-    assert!(published(&h, "r2").is_none());
-    let moved = h.join("r2").await;
-    assert_ne!(moved.base, first.base);
+    let again = h.join("r2").await;
+    assert_eq!(again.base, first.base, "still running there");
+    assert!(published(&h, "r2").is_some());
+    assert_eq!(h.fake.count(None, "create"), 1, "the poll re-confirmed it");
+    assert!(h.published_violations().await.is_empty());
 }
 
 #[actix_web::test]
-async fn a_rotated_secret_withdraws_and_new_urls_are_signed_with_it() {
+async fn a_rotated_secret_republishes_and_new_urls_are_signed_with_it() {
     let h = Harness::new(1).await;
     let before = h.join("r2").await;
     {
@@ -183,9 +193,10 @@ async fn a_rotated_secret_withdraws_and_new_urls_are_signed_with_it() {
         .unwrap();
     }
     h.addr.send(ReloadServers).await.unwrap().unwrap();
-    assert!(published(&h, "r2").is_none());
+    let target = published(&h, "r2").expect("republished at once");
+    assert_eq!(target.endpoint.secret.expose(), "rotated-secret");
     let after = h.join("r2").await;
     assert_ne!(after.get("checksum"), before.get("checksum"));
-    let target = published(&h, "r2").expect("republished");
-    assert_eq!(target.endpoint.secret.expose(), "rotated-secret");
+    assert_eq!(h.fake.count(None, "create"), 1, "the meeting still runs");
+    assert!(h.published_violations().await.is_empty());
 }

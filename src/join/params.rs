@@ -1,12 +1,13 @@
 //! The `create` parameters and `join` URL contents of PROTOCOL.md ("Join URL contents",
 //! "create parameters"), built from the world, the room's merged BBB config and the user.
-//! Pure: the coordinator signs the result with the server's secret.
+//! Pure: the coordinator sends the create, and the session or the coordinator signs the join
+//! with the server's secret.
 
 use crate::bbb::{CreateMeeting, JoinParams, Role};
 use crate::user::UserContext;
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
 
-use super::meetings::JoinTarget;
+use super::target::JoinTarget;
 
 /// The per-room (or per-call) part of a `create`; ids and passwords come from the meeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +18,25 @@ pub struct CreateTemplate {
 }
 
 impl CreateTemplate {
-    /// The full `create` request for a meeting's ids and passwords.
+    /// The full `create` request for a meeting's ids and passwords; with an end-callback URL,
+    /// BBB calls it when the instance this create starts ends.
     pub fn request(
         &self,
         meeting_id: &str,
         attendee_pw: &str,
         moderator_pw: &str,
+        end_callback_url: Option<String>,
     ) -> CreateMeeting {
+        let mut extra = self.extra.clone();
+        if let Some(url) = end_callback_url {
+            extra.push(kv("meta_endCallbackUrl", url));
+        }
         CreateMeeting {
             meeting_id: meeting_id.to_string(),
             name: self.name.clone(),
             attendee_pw: attendee_pw.to_string(),
             moderator_pw: moderator_pw.to_string(),
-            extra: self.extra.clone(),
+            extra,
             presentation_url: self.presentation_url.clone(),
         }
     }

@@ -9,7 +9,7 @@ use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::UserContext;
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
 
-use super::join_url::bbb_full_name;
+use super::params::bbb_full_name;
 
 /// A room join that passed every check.
 #[derive(Debug)]

@@ -1,0 +1,112 @@
+//! BBB says a meeting ended: its end callback reached this instance ([`EndCallback`], from the
+//! HTTP route), or another instance's did ([`MeetingEnded`], from the database's change
+//! notifications). The meeting is then no longer answered from memory; the next join creates
+//! it again. A callback about an older instance of the meeting than the one known changes
+//! nothing.
+
+use actix::prelude::*;
+
+use crate::db::DbError;
+use crate::ids::MeetingKey;
+
+use super::BbbCoordinator;
+
+/// A verified end-callback token arrived: the instance of `meeting_id` started by the create
+/// whose token was issued at `issued_at` ended. Answers whether it ended a known meeting
+/// (otherwise the route answers 404).
+#[derive(Debug, Clone)]
+pub struct EndCallback {
+    pub meeting_id: String,
+    pub issued_at: i64,
+}
+
+impl Message for EndCallback {
+    type Result = bool;
+}
+
+/// Another instance accepted an end callback for `key` (see [`EndCallback`]).
+#[derive(Debug, Clone)]
+pub struct MeetingEnded {
+    pub key: MeetingKey,
+    pub issued_at: i64,
+}
+
+impl Message for MeetingEnded {
+    type Result = ();
+}
+
+impl BbbCoordinator {
+    /// Ends `key`'s meeting in memory unless memory knows a newer instance. Returns whether it
+    /// was ended (or already was).
+    fn apply_end(&mut self, key: &MeetingKey, issued_at: i64) -> bool {
+        let ended = self
+            .meetings
+            .update(key, |e| {
+                if e.callback_is_stale(issued_at) {
+                    return false;
+                }
+                e.ended(Some(issued_at));
+                true
+            })
+            .unwrap_or(false);
+        self.publish();
+        ended
+    }
+}
+
+impl Handler<EndCallback> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, bool>;
+
+    /// The database decides for every instance (a newer instance there wins) and tells the
+    /// others; when it is unreachable, memory decides for this instance alone.
+    fn handle(&mut self, msg: EndCallback, _ctx: &mut Self::Context) -> Self::Result {
+        let EndCallback {
+            meeting_id,
+            issued_at,
+        } = msg;
+        let db = self.db.clone();
+        let id = meeting_id.clone();
+        let stored = async move {
+            db.run(move |c| -> Result<Option<MeetingKey>, DbError> {
+                let key = crate::db::meetings::mark_ended(c, &id, issued_at)?;
+                if let Some(key) = &key {
+                    crate::db::changes::notify_ended(c, key, issued_at)?;
+                }
+                Ok(key)
+            })
+            .await
+        };
+        Box::pin(stored.into_actor(self).map(move |res, act, _ctx| {
+            let ended = match res {
+                Ok(Some(key)) => act.apply_end(&key, issued_at),
+                Ok(None) => false,
+                Err(e) => {
+                    log::warn!("cannot store an end callback (deciding from memory): {e}");
+                    match act
+                        .meetings
+                        .by_meeting_id(&meeting_id)
+                        .map(|e| e.key.clone())
+                    {
+                        Some(key) => act.apply_end(&key, issued_at),
+                        None => false,
+                    }
+                }
+            };
+            if ended {
+                act.stats.end_callbacks += 1;
+                log::info!("BBB ended a meeting (end callback); the next join creates it again");
+            } else {
+                act.stats.end_callbacks_refused += 1;
+            }
+            ended
+        }))
+    }
+}
+
+impl Handler<MeetingEnded> for BbbCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: MeetingEnded, _ctx: &mut Self::Context) {
+        self.apply_end(&msg.key, msg.issued_at);
+    }
+}

@@ -1,0 +1,219 @@
+//! Changes other gateway instances must learn within a second, carried by PostgreSQL
+//! `NOTIFY` on one channel and received by a `LISTEN` connection of each instance. Today: a
+//! meeting BBB reported ended (its end callback reached one instance).
+//!
+//! SQLite serves one instance, whose coordinator applies its own changes directly; there the
+//! notifications are a no-op and nobody listens.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::Text;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+use crate::db::{Db, DbConn, DbError};
+use crate::ids::MeetingKey;
+
+/// The notification channel.
+pub const CHANNEL: &str = "bbb_gateway_changes";
+/// How often the listener looks for notifications that arrived.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often the listener checks that its connection still works.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// A change another instance made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// BBB ended `key`'s meeting instance whose end-callback token was issued at `issued_at`.
+    MeetingEnded { key: MeetingKey, issued_at: i64 },
+}
+
+impl Change {
+    fn payload(&self) -> String {
+        match self {
+            Change::MeetingEnded { key, issued_at } => format!("ended {issued_at} {key}"),
+        }
+    }
+
+    fn parse(payload: &str) -> Option<Change> {
+        let rest = payload.strip_prefix("ended ")?;
+        let (issued_at, key) = rest.split_once(' ')?;
+        Some(Change::MeetingEnded {
+            key: MeetingKey::parse(key)?,
+            issued_at: issued_at.parse().ok()?,
+        })
+    }
+}
+
+/// Tells every instance that `key`'s meeting ended (delivered when the surrounding
+/// transaction, if any, commits).
+pub fn notify_ended(conn: &mut DbConn, key: &MeetingKey, issued_at: i64) -> Result<(), DbError> {
+    let change = Change::MeetingEnded {
+        key: key.clone(),
+        issued_at,
+    };
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(change.payload())
+            .execute(&mut **c)?;
+    }
+    Ok(())
+}
+
+/// A running listener; dropping it (or [`ChangeListener::stop`]) ends its thread.
+pub struct ChangeListener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ChangeListener {
+    /// Stops the listener and waits for its thread (at most one poll period).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ChangeListener {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Listens for other instances' changes on a connection of its own (PostgreSQL only; `None`
+/// for SQLite) and hands each to `on_change`, from the listener's thread. `on_resync` is
+/// called after every (re)connection: notifications sent while disconnected are lost, so the
+/// caller re-reads what they would have said.
+pub fn listen(
+    db: &Db,
+    on_change: impl Fn(Change) + Send + 'static,
+    on_resync: impl Fn() + Send + 'static,
+) -> Option<ChangeListener> {
+    if db.backend() != crate::db::Backend::Postgres {
+        return None;
+    }
+    let (url, timeout) = db.url_and_timeout();
+    let url = crate::db::leader_lock::with_connect_timeout(url, timeout);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("bbb-gateway-listen".into())
+        .spawn(move || run(&url, &flag, &on_change, &on_resync))
+        .ok()?;
+    Some(ChangeListener {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(POLL_EVERY.min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+fn run(url: &str, stop: &AtomicBool, on_change: &dyn Fn(Change), on_resync: &dyn Fn()) {
+    let mut backoff = Duration::from_millis(200);
+    while !stop.load(Ordering::Relaxed) {
+        match listen_once(url, stop, on_change, on_resync) {
+            Ok(()) => return,
+            Err(e) => {
+                log::warn!("change notifications interrupted (reconnecting): {e}");
+                sleep_unless_stopped(stop, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One connection's life: `Ok` when asked to stop, `Err` when the connection failed.
+fn listen_once(
+    url: &str,
+    stop: &AtomicBool,
+    on_change: &dyn Fn(Change),
+    on_resync: &dyn Fn(),
+) -> Result<(), DbError> {
+    let mut conn = PgConnection::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))?;
+    conn.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    on_resync();
+    let mut last_ping = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        for notification in conn.notifications_iter() {
+            let n = notification?;
+            match Change::parse(&n.payload) {
+                Some(change) => on_change(change),
+                None => log::warn!("ignoring a malformed change notification"),
+            }
+        }
+        if last_ping.elapsed() >= PING_EVERY {
+            conn.batch_execute("SELECT 1")?;
+            last_ping = Instant::now();
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let change = Change::MeetingEnded {
+            key: MeetingKey::room("w", "a room: with spaces"),
+            issued_at: 1_700_000_000_000,
+        };
+        assert_eq!(Change::parse(&change.payload()), Some(change));
+        for bad in [
+            "",
+            "ended",
+            "ended x room:w:r",
+            "ended 1 nokey",
+            "other 1 room:w:r",
+        ] {
+            assert_eq!(Change::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn notifications_reach_every_listener() {
+        let Some(Ok(t)) = crate::db::testing::TestDb::postgres() else {
+            eprintln!("SKIPPED: notifications need PostgreSQL (DATABASE_URL_PG)");
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let resynced = Arc::new(AtomicBool::new(false));
+        let r = resynced.clone();
+        let listener = listen(
+            &t.db,
+            move |c| {
+                let _ = tx.send(c);
+            },
+            move || r.store(true, Ordering::Relaxed),
+        )
+        .expect("a listener on PostgreSQL");
+        // The LISTEN must be in place before the notification is sent.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !resynced.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let key = MeetingKey::room("w", "r");
+        let mut conn = t.db.get().expect("conn");
+        notify_ended(&mut conn, &key, 42).expect("notify");
+        let got = rx.recv_timeout(Duration::from_secs(5)).expect("a change");
+        assert_eq!(got, Change::MeetingEnded { key, issued_at: 42 });
+        listener.stop();
+    }
+}

@@ -426,10 +426,9 @@ fn end(state: &mut SimState, p: &Params) -> String {
         Ok(id) => id,
         Err(e) => return e,
     };
-    if state.meetings.remove(id).is_none() {
+    if !state.end_meeting(id) {
         return failed("notFound", NOT_FOUND_MSG);
     }
-    state.sessions.retain(|_, s| s.meeting_id != id);
     let mut x = XmlOut::response("SUCCESS");
     x.el("messageKey", "sentEndMeetingRequest").el(
         "message",

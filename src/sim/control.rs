@@ -23,7 +23,12 @@ pub(crate) async fn calls(shared: Data) -> HttpResponse {
 
 /// `POST /sim/reset`
 pub(crate) async fn reset(shared: Data) -> HttpResponse {
-    shared.lock().reset();
+    let callbacks = {
+        let mut st = shared.lock();
+        st.reset();
+        st.take_callbacks()
+    };
+    super::callbacks::send(callbacks);
     HttpResponse::Ok().json(json!({ "ok": true }))
 }
 

@@ -4,6 +4,7 @@
 //! `bbb-gateway serve --demo`. Contract: OPERATIONS.md, section bbb-sim.
 
 mod api;
+mod callbacks;
 mod control;
 mod server;
 mod state;
@@ -47,6 +48,7 @@ impl fmt::Debug for SimConfig {
 pub struct SimHandle {
     port: u16,
     server: actix_web::dev::ServerHandle,
+    shared: Arc<server::Shared>,
 }
 
 impl SimHandle {
@@ -64,6 +66,9 @@ impl SimHandle {
     /// (kept-alive ones included). In-flight (e.g. hanging) requests are dropped, not awaited:
     /// the shutdown timeout is zero.
     pub async fn stop(self) {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.server.stop(true).await;
     }
 }
@@ -99,7 +104,8 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<Sim
             "time_scale must be a positive number",
         ));
     }
-    let shared = web::Data::new(Arc::new(server::Shared::new(&config)));
+    let state = Arc::new(server::Shared::new(&config));
+    let shared = web::Data::new(state.clone());
     let http = HttpServer::new(move || {
         App::new()
             .app_data(shared.clone())
@@ -118,6 +124,11 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> std::io::Result<Sim
     let running = http.run();
     let server = running.handle();
     actix_web::rt::spawn(running);
+    actix_web::rt::spawn(callbacks::reap(state.clone()));
     log::info!("bbb-sim listening on {}:{port}", listen.ip());
-    Ok(SimHandle { port, server })
+    Ok(SimHandle {
+        port,
+        server,
+        shared: state,
+    })
 }

@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub latency_ms: u64,
     pub time_scale: f64,
     pub state: Mutex<SimState>,
+    /// Set when the simulator is stopped: a dead BBB ends nothing and calls nobody.
+    pub stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -34,6 +36,7 @@ impl Shared {
             latency_ms: config.latency_ms,
             time_scale: config.time_scale,
             state: Mutex::new(SimState::default()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -137,7 +140,12 @@ pub(crate) async fn call(
         time_scale: shared.time_scale,
         origin: &origin,
     };
-    let reply = api::handle(&mut shared.lock(), &ctx, &call, &params);
+    let (reply, callbacks) = {
+        let mut st = shared.lock();
+        let reply = api::handle(&mut st, &ctx, &call, &params);
+        (reply, st.take_callbacks())
+    };
+    super::callbacks::send(callbacks);
     match reply {
         Some(Reply::Xml(body)) => xml(body),
         Some(Reply::Redirect(url)) => HttpResponse::Found()

@@ -88,6 +88,18 @@ impl SimMeeting {
         self.has_user_joined
     }
 
+    /// The URL BBB calls when this meeting ends (`meta_endCallbackUrl`, any case), with
+    /// `meetingID` and `recordingmarks` appended as BBB appends them.
+    pub fn end_callback(&self) -> Option<String> {
+        let (_, url) = self
+            .metadata
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("endCallbackUrl") && !v.trim().is_empty())?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let id: String = form_urlencoded::byte_serialize(self.meeting_id.as_bytes()).collect();
+        Some(format!("{url}{sep}meetingID={id}&recordingmarks=false"))
+    }
+
     /// Sets counts as `POST /sim/participants` does; 0 participants starts the expiry timer.
     pub fn set_participants(&mut self, participants: u32, now: Instant) {
         if participants > 0 {
@@ -143,17 +155,52 @@ pub struct SimState {
     pub sessions: HashMap<String, Session>,
     pub fault: FaultMode,
     pub fault_latency_ms: u64,
+    /// End callbacks of meetings that ended, not called yet (the HTTP layer sends them).
+    pub pending_callbacks: Vec<String>,
 }
 
 impl SimState {
-    /// Drops meetings that BBB would have ended by now.
-    pub fn purge_expired(&mut self, now: Instant) {
-        self.meetings.retain(|_, m| !m.expired(now));
+    /// Ends a meeting for any reason: it is gone, its join sessions too, and its end callback
+    /// is due. Returns whether it existed.
+    pub fn end_meeting(&mut self, meeting_id: &str) -> bool {
+        let Some(m) = self.meetings.remove(meeting_id) else {
+            return false;
+        };
+        self.sessions.retain(|_, s| s.meeting_id != meeting_id);
+        self.pending_callbacks.extend(m.end_callback());
+        true
     }
 
-    /// `POST /sim/reset`: forgets meetings, recordings, sessions, the call log and any fault.
+    /// Ends the meetings that BBB would have ended by now.
+    pub fn purge_expired(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .meetings
+            .values()
+            .filter(|m| m.expired(now))
+            .map(|m| m.meeting_id.clone())
+            .collect();
+        for id in expired {
+            self.end_meeting(&id);
+        }
+    }
+
+    /// `POST /sim/reset`: ends every meeting (their callbacks are due) and forgets
+    /// recordings, sessions, the call log and any fault.
     pub fn reset(&mut self) {
-        *self = Self::default();
+        let ids: Vec<String> = self.meetings.keys().cloned().collect();
+        for id in ids {
+            self.end_meeting(&id);
+        }
+        let callbacks = std::mem::take(&mut self.pending_callbacks);
+        *self = Self {
+            pending_callbacks: callbacks,
+            ..Self::default()
+        };
+    }
+
+    /// The end callbacks due, to send now.
+    pub fn take_callbacks(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.pending_callbacks)
     }
 }
 
@@ -199,6 +246,30 @@ mod tests {
         let m = meeting(t0);
         assert!(!m.expired(t0 + Duration::from_secs(4)));
         assert!(m.expired(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn ended_meetings_owe_their_end_callback_once() {
+        let t0 = Instant::now();
+        let mut m = meeting(t0);
+        m.metadata.push((
+            "endCallbackUrl".into(),
+            "http://gw/bbb/callback/end/tok".into(),
+        ));
+        let mut st = SimState::default();
+        st.meetings.insert("m".into(), m);
+        let mut plain = meeting(t0);
+        plain.meeting_id = "p".into();
+        st.meetings.insert("p".into(), plain);
+        assert!(st.end_meeting("m"));
+        assert!(!st.end_meeting("m"));
+        assert_eq!(
+            st.take_callbacks(),
+            vec!["http://gw/bbb/callback/end/tok?meetingID=m&recordingmarks=false".to_string()]
+        );
+        assert!(st.take_callbacks().is_empty());
+        st.purge_expired(t0 + Duration::from_secs(60));
+        assert!(st.meetings.is_empty() && st.take_callbacks().is_empty());
     }
 
     #[test]

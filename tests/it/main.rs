@@ -11,6 +11,7 @@ mod demo;
 mod faults;
 mod fleet;
 mod helpers;
+mod liveness;
 mod multi_instance;
 mod status_page;
 mod ws_protocol;

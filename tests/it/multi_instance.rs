@@ -120,6 +120,10 @@ struct Cluster {
 }
 
 async fn cluster(rooms: usize) -> Option<Cluster> {
+    cluster_with(rooms, |_| {}).await
+}
+
+async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
     let Some(db) = TestDb::postgres() else {
         eprintln!("skipped: DATABASE_URL_PG is unset (CI sets it)");
         return None;
@@ -149,6 +153,7 @@ async fn cluster(rooms: usize) -> Option<Cluster> {
         let mut s = test_settings(&dir);
         s.database.url = db.url.clone();
         s.database.pool_size = 4;
+        tweak(&mut s);
         s
     };
     let a = Instance::start(settings()).await;
@@ -385,4 +390,68 @@ async fn state_changes_and_panics_through_one_instance_reach_the_other() {
         "same meeting, new server"
     );
     assert!(open_join(moved).await.is_ok());
+}
+
+#[actix_web::test]
+async fn an_end_callback_received_by_one_instance_stops_warm_joins_on_the_other_within_a_second() {
+    // Confirmations never expire here: only the callback and its notification can do it.
+    let Some(cl) = cluster_with(1, |s| s.bbb.confirm_ttl_ms = 600_000).await else {
+        return;
+    };
+    let mut ca = cl.a.ws_as("multi", "alice").await;
+    let mut cb = cl.b.ws_as("multi", "bob").await;
+    let ask = json!({"room": "r0"});
+    // A creates the meeting (BBB will call A back), B joins it too.
+    let ua = ca
+        .request("bbb.room_url", json!(1), ask.clone(), WAIT)
+        .await
+        .unwrap();
+    let ub = cb
+        .request("bbb.room_url", json!(2), ask.clone(), WAIT)
+        .await
+        .unwrap();
+    let (ua, ub) = (
+        ua[2]["url"].as_str().unwrap(),
+        ub[2]["url"].as_str().unwrap(),
+    );
+    assert_eq!(query(ua)["createTime"], query(ub)["createTime"]);
+    assert!(open_join(ua).await.is_ok());
+    let key = bbb_gateway::ids::MeetingKey::room("multi", "r0");
+    assert!(
+        cl.b.state.joins.get(key.as_str()).is_some(),
+        "B answers from memory"
+    );
+    // A moderator ends it in BBB; BBB calls A.
+    let sim = &cl.sims[cl.sim_index(ua)];
+    let ep = bbb_gateway::bbb::ServerEndpoint {
+        base_url: sim.base_url(),
+        secret: Secret::new(sim_secret(cl.sim_index(ua))),
+        algorithm: ChecksumAlgorithm::Sha256,
+    };
+    let client = bbb_gateway::bbb::AwcBbbClient::new(Default::default());
+    bbb_gateway::bbb::BbbApi::end(&client, &ep, &query(ua)["meetingID"])
+        .await
+        .unwrap();
+    wait_for("A received the end callback", async || {
+        cl.a.status().await.stats.end_callbacks == 1
+    })
+    .await;
+    let received = std::time::Instant::now();
+    wait_for("B no longer answers from memory", async || {
+        cl.b.state.joins.get(key.as_str()).is_none()
+    })
+    .await;
+    let learned = received.elapsed();
+    assert!(
+        learned < Duration::from_secs(1),
+        "B learned it after {learned:?}"
+    );
+    // B's next join creates the meeting again; its URL works.
+    let again = cb
+        .request("bbb.room_url", json!(3), ask, WAIT)
+        .await
+        .unwrap();
+    let again = again[2]["url"].as_str().unwrap();
+    assert_ne!(query(again)["createTime"], query(ua)["createTime"]);
+    assert!(open_join(again).await.is_ok());
 }

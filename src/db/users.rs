@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::db::schema::users;
 use crate::db::{now_ms, DbConn, DbError};
 use crate::permissions::Moderation;
+use crate::user::ProfileDocument;
 use crate::with_conn;
 
 /// A stored user. `profile` and `traits` are JSON text (an object and a list of strings).
@@ -39,19 +40,36 @@ fn json_text(v: &impl serde::Serialize) -> Result<String, DbError> {
 }
 
 /// The stored profile with the token's profile keys laid over it (token wins per key), so a
-/// token that only carries a display name keeps an avatar set earlier.
-fn merge_profile(stored: &str, update: &Map<String, Value>) -> Map<String, Value> {
-    let mut merged = serde_json::from_str::<Value>(stored)
+/// token that only carries a display name keeps what the frontend stored besides (`greeted`,
+/// an avatar, profile fields). When the result would exceed [`MAX_PROFILE_BYTES`](crate::user::MAX_PROFILE_BYTES), only the
+/// token's `display_name` and `avatar` are laid over; when even that is too large, the stored
+/// profile stays as it was.
+fn merge_profile(stored: &str, update: &Map<String, Value>) -> String {
+    let stored_map = serde_json::from_str::<Value>(stored)
         .ok()
         .and_then(|v| match v {
             Value::Object(m) => Some(m),
             _ => None,
         })
         .unwrap_or_default();
+    let mut merged = stored_map.clone();
     for (k, v) in update {
         merged.insert(k.clone(), v.clone());
     }
-    merged
+    if let Some(doc) = ProfileDocument::bounded(&merged) {
+        return doc.as_str().to_owned();
+    }
+    log::warn!("a token's profile would make the stored profile larger than 8 KiB; keeping its name and avatar only");
+    let mut merged = stored_map;
+    for key in ["display_name", "avatar"] {
+        if let Some(v) = update.get(key) {
+            merged.insert(key.to_owned(), v.clone());
+        }
+    }
+    match ProfileDocument::bounded(&merged) {
+        Some(doc) => doc.as_str().to_owned(),
+        None => stored.to_owned(),
+    }
 }
 
 /// Finds or creates the user of a token uid in a world, storing the token's traits on every
@@ -68,7 +86,10 @@ pub fn find_or_create_token_user(
     }
     let traits_json = json_text(&traits)?;
     let update = profile.and_then(Value::as_object);
-    let initial_profile = json_text(&update.cloned().unwrap_or_default())?;
+    let initial_profile = match update {
+        Some(u) => merge_profile("{}", u),
+        None => "{}".to_owned(),
+    };
     let new_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     with_conn!(conn, |c| c.transaction(|c| {
@@ -90,7 +111,7 @@ pub fn find_or_create_token_user(
             .select(UserRow::as_select())
             .first(c)?;
         let profile_json = match update {
-            Some(u) if row.id != new_id => json_text(&merge_profile(&row.profile, u))?,
+            Some(u) if row.id != new_id => merge_profile(&row.profile, u),
             _ => row.profile.clone(),
         };
         if row.traits == traits_json && row.profile == profile_json {
@@ -156,11 +177,10 @@ fn require_one(updated: usize, user_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Replaces a user's profile (from `user.update`).
-pub fn update_profile(conn: &mut DbConn, user_id: &str, profile: &Value) -> Result<(), DbError> {
-    let text = json_text(profile)?;
+/// Replaces a user's profile (from `user.update`) with `profile`, a JSON object as text.
+pub fn update_profile(conn: &mut DbConn, user_id: &str, profile: &str) -> Result<(), DbError> {
     let updated = with_conn!(conn, |c| diesel::update(users::table.find(user_id))
-        .set(users::profile.eq(&text))
+        .set(users::profile.eq(profile))
         .execute(c))?;
     require_one(updated, user_id)
 }

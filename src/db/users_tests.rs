@@ -74,6 +74,41 @@ fn every_login_stores_traits_and_merges_the_token_profile() {
 }
 
 #[test]
+fn a_token_profile_keeps_what_the_frontend_stored_and_the_size_bound() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let a = find_or_create_token_user(conn, "w", "bob", &[], None).unwrap();
+        let stored = json!({"display_name": "Bob", "greeted": true,
+            "avatar": {"identicon": "x"}, "fields": {"org": "O"}});
+        update_profile(conn, &a.id, &stored.to_string()).unwrap();
+        let b = find_or_create_token_user(
+            conn,
+            "w",
+            "bob",
+            &[],
+            Some(&json!({"display_name": "Robert"})),
+        )
+        .unwrap();
+        let mut expected = stored.clone();
+        expected["display_name"] = json!("Robert");
+        assert_eq!(serde_json::from_str::<Value>(&b.profile).unwrap(), expected);
+        // A huge token profile: only its name and avatar are taken.
+        let huge = json!({"display_name": "Rob", "bio": "x".repeat(9000)});
+        let c = find_or_create_token_user(conn, "w", "bob", &[], Some(&huge)).unwrap();
+        expected["display_name"] = json!("Rob");
+        assert_eq!(serde_json::from_str::<Value>(&c.profile).unwrap(), expected);
+        assert!(c.profile.len() <= crate::user::MAX_PROFILE_BYTES);
+        // And on creation.
+        let d = find_or_create_token_user(conn, "w", "dora", &[], Some(&huge)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&d.profile).unwrap(),
+            json!({"display_name": "Rob"})
+        );
+    })
+    .unwrap();
+}
+
+#[test]
 fn client_users_profiles_and_moderation() {
     for_each_backend(|conn| {
         world(conn, "w");
@@ -84,7 +119,7 @@ fn client_users_profiles_and_moderation() {
             find_or_create_client_user(conn, "w", "c-1").unwrap().id,
             u.id
         );
-        update_profile(conn, &u.id, &json!({"display_name": "Anon"})).unwrap();
+        update_profile(conn, &u.id, r#"{"display_name":"Anon"}"#).unwrap();
         set_moderation(conn, &u.id, Moderation::Silenced).unwrap();
         let u2 = find_or_create_client_user(conn, "w", "c-1").unwrap();
         assert_eq!(u2.profile, r#"{"display_name":"Anon"}"#);
@@ -100,7 +135,7 @@ fn client_users_profiles_and_moderation() {
             Moderation::None
         );
         assert!(matches!(
-            update_profile(conn, "missing", &json!({})),
+            update_profile(conn, "missing", "{}"),
             Err(DbError::Invalid(_))
         ));
         assert!(matches!(

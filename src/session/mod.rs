@@ -8,6 +8,7 @@ pub mod authenticate;
 pub mod authenticated;
 pub mod limits;
 pub mod outbox;
+pub mod rooms;
 pub mod routing;
 #[cfg(test)]
 mod tests;
@@ -25,10 +26,11 @@ use serde_json::json;
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
 use crate::protocol::{
-    error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply, Request,
+    error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
+    InvalidFrame, Request,
 };
 use crate::state::AppState;
-use crate::user::UserContext;
+use crate::user::{ProfileDocument, UserContext};
 use crate::world::WorldSnapshot;
 use limits::InvalidFrameLimiter;
 use outbox::{Outbox, Write};
@@ -68,6 +70,8 @@ pub struct WsSession {
     /// `None` when the world does not exist: the session reports it and closes.
     world: Option<Arc<WorldSnapshot>>,
     user: Option<Arc<UserContext>>,
+    /// The user's whole profile, as `authenticated` returns it.
+    profile: ProfileDocument,
     authenticating: bool,
     /// `bbb.*` requests sent to the coordinator and not answered yet.
     in_flight: usize,
@@ -86,6 +90,7 @@ impl WsSession {
             world_id,
             world,
             user: None,
+            profile: ProfileDocument::default(),
             authenticating: false,
             in_flight: 0,
             last_heard: Instant::now(),
@@ -102,14 +107,10 @@ impl WsSession {
             .or_else(|| self.world.clone())
     }
 
-    fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
-        self.send(
-            ctx,
-            error_frame(
-                None,
-                &ErrorReply::with_message(ErrorCode::InvalidMessage, message),
-            ),
-        );
+    /// Answers a frame that is not a well-formed request (echoing its id when it has one) and
+    /// counts it against the flood limit.
+    fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: InvalidFrame) {
+        self.send(ctx, frame.error_frame());
         if self.limiter.record(Instant::now()) {
             log::info!("closing a session that sent too many invalid frames");
             ctx.close(Some(CloseReason {
@@ -123,12 +124,13 @@ impl WsSession {
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let req = match parse_frame(text) {
             Ok(r) => r,
-            Err(message) => return self.invalid(ctx, &message),
+            Err(invalid) => return self.invalid(ctx, invalid),
         };
         match route(&req, self.user.is_some()) {
             Route::Pong => self.send(ctx, json!(["pong", req.payload]).to_string()),
             Route::Authenticate => self.authenticate(req, ctx),
             Route::UserUpdate => self.user_update(req, ctx),
+            Route::RoomPresence(presence) => self.room_presence(&req, presence, ctx),
             Route::RoomUrl => {
                 if !self.answer_warm_join(&req, ctx) {
                     self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room")
@@ -147,15 +149,20 @@ impl WsSession {
         }
     }
 
+    /// Runs `authenticate`. Its errors carry the request's id when the frame had one (the
+    /// frontend sends it without, and then treats `auth.*` errors as fatal).
     fn authenticate(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(world) = self.current_world() else {
-            return self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::WorldUnknown.into()),
+            );
         };
         if self.authenticating {
             return self.send(
                 ctx,
                 error_frame(
-                    None,
+                    req.id.as_ref(),
                     &ErrorReply::with_message(
                         ErrorCode::InvalidMessage,
                         "authentication in progress",
@@ -165,25 +172,30 @@ impl WsSession {
         }
         self.authenticating = true;
         let db = self.app.db.clone();
+        let Request { id, payload, .. } = req;
         async move {
-            let result = authenticate::authenticate(&db, &world, &req.payload).await;
+            let result = authenticate::authenticate(&db, &world, &payload).await;
             (result, world)
         }
         .into_actor(self)
-        .map(|(result, world), act, ctx| {
+        .map(move |(result, world), act, ctx| {
             act.authenticating = false;
             match result {
-                Ok(user) => {
-                    let frame = authenticated::authenticated_frame(&world, &user);
+                Ok(login) => {
+                    let frame =
+                        authenticated::authenticated_frame(&world, &login.user, &login.profile);
                     act.send(ctx, frame);
-                    act.user = Some(Arc::new(user));
+                    act.user = Some(Arc::new(login.user));
+                    act.profile = login.profile;
                 }
-                Err(e) => act.send(ctx, error_frame(None, &e)),
+                Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
             }
         })
         .spawn(ctx);
     }
 
+    /// `user.update`: replaces the stored profile whole (a payload without `profile` changes
+    /// nothing, as in venueless).
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(user) = self.user.clone() else {
             return self.send(
@@ -191,30 +203,52 @@ impl WsSession {
                 error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
             );
         };
-        let profile = match authenticate::parse_profile_update(&req.payload, &user.profile) {
-            Ok(p) => p,
+        let (document, profile) = match authenticate::parse_profile_update(&req.payload) {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.send(ctx, success_frame(req.id.as_ref(), json!({}))),
             Err(e) => return self.send(ctx, error_frame(req.id.as_ref(), &e)),
         };
         let db = self.app.db.clone();
         let user_id = user.id.clone();
         let id = req.id;
         async move {
-            let r = authenticate::store_profile(&db, user_id, &profile).await;
-            (r, profile)
+            let r = authenticate::store_profile(&db, user_id, &document).await;
+            (r, document, profile)
         }
         .into_actor(self)
-        .map(move |(result, profile), act, ctx| match result {
+        .map(move |(result, document, profile), act, ctx| match result {
             Ok(()) => {
                 if let Some(current) = &act.user {
                     let mut next = (**current).clone();
                     next.profile = profile;
                     act.user = Some(Arc::new(next));
                 }
+                act.profile = document;
                 act.send(ctx, success_frame(id.as_ref(), json!({})));
             }
             Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
         })
         .spawn(ctx);
+    }
+
+    fn room_presence(
+        &mut self,
+        req: &Request,
+        presence: rooms::Presence,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let (Some(user), Some(world)) = (&self.user, self.current_world()) else {
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
+            );
+        };
+        let (frame, code) = match rooms::check(&world, user, req.str_field("room"), presence) {
+            Ok(()) => (success_frame(req.id.as_ref(), json!({})), "success"),
+            Err(e) => (error_frame(req.id.as_ref(), &e), e.code.as_str()),
+        };
+        self.app.metrics.request(&req.action, code);
+        self.send(ctx, frame);
     }
 
     /// The hot path: a `bbb.room_url` whose checks fail, or whose meeting the coordinator has
@@ -360,10 +394,20 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Binary(_)) => self.invalid(ctx, "binary frames are not supported"),
-            Ok(ws::Message::Continuation(_)) => {
-                self.invalid(ctx, "fragmented frames are not supported")
-            }
+            Ok(ws::Message::Binary(_)) => self.invalid(
+                ctx,
+                InvalidFrame {
+                    id: None,
+                    message: "binary frames are not supported",
+                },
+            ),
+            Ok(ws::Message::Continuation(_)) => self.invalid(
+                ctx,
+                InvalidFrame {
+                    id: None,
+                    message: "fragmented frames are not supported",
+                },
+            ),
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();

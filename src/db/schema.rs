@@ -38,6 +38,8 @@ diesel::table! {
         traits -> Text,
         moderation_state -> Text,
         created_at -> BigInt,
+        version -> BigInt,
+        changed_at -> BigInt,
     }
 }
 

@@ -26,6 +26,10 @@ pub struct UserRow {
     /// `""`, `"silenced"` or `"banned"`; see [`Moderation::from_stored`].
     pub moderation_state: String,
     pub created_at: i64,
+    /// Bumped by every change to `traits` or `moderation_state`.
+    pub version: i64,
+    /// When `traits` or `moderation_state` last changed (ms), for [`changed_since`].
+    pub changed_at: i64,
 }
 
 impl UserRow {
@@ -117,15 +121,30 @@ pub fn find_or_create_token_user(
         if row.traits == traits_json && row.profile == profile_json {
             return Ok::<_, DbError>(row);
         }
-        diesel::update(users::table.find(&row.id))
+        if row.traits == traits_json {
+            diesel::update(users::table.find(&row.id))
+                .set(users::profile.eq(&profile_json))
+                .execute(c)?;
+            return Ok(UserRow {
+                profile: profile_json,
+                ..row
+            });
+        }
+        // New traits reach the user's other open sessions (see `changed_since`).
+        let version = diesel::update(users::table.find(&row.id))
             .set((
                 users::traits.eq(&traits_json),
                 users::profile.eq(&profile_json),
+                users::version.eq(users::version + 1),
+                users::changed_at.eq(now),
             ))
-            .execute(c)?;
+            .returning(users::version)
+            .get_result::<i64>(c)?;
         Ok(UserRow {
             traits: traits_json.clone(),
             profile: profile_json,
+            version,
+            changed_at: now,
             ..row
         })
     }))
@@ -185,16 +204,79 @@ pub fn update_profile(conn: &mut DbConn, user_id: &str, profile: &str) -> Result
     require_one(updated, user_id)
 }
 
-/// Sets a user's moderation state (banned users are denied, silenced ones lose joins).
+/// Sets a user's moderation state (banned users are denied, silenced ones lose joins); open
+/// sessions of the user pick it up through [`changed_since`].
 pub fn set_moderation(
     conn: &mut DbConn,
     user_id: &str,
     moderation: Moderation,
 ) -> Result<(), DbError> {
+    let now = now_ms();
     let updated = with_conn!(conn, |c| diesel::update(users::table.find(user_id))
-        .set(users::moderation_state.eq(moderation.as_str()))
+        .filter(users::moderation_state.ne(moderation.as_str()))
+        .set((
+            users::moderation_state.eq(moderation.as_str()),
+            users::version.eq(users::version + 1),
+            users::changed_at.eq(now),
+        ))
         .execute(c))?;
-    require_one(updated, user_id)
+    if updated == 0 {
+        // Already in that state, or no such user.
+        return require_one(usize::from(find_user(conn, user_id)?.is_some()), user_id);
+    }
+    Ok(())
+}
+
+/// The user of a token uid in a world, if any.
+pub fn find_token_user(
+    conn: &mut DbConn,
+    world_id: &str,
+    uid: &str,
+) -> Result<Option<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| users::table
+        .filter(users::world_id.eq(world_id))
+        .filter(users::token_id.eq(uid))
+        .select(UserRow::as_select())
+        .first(c)
+        .optional())?)
+}
+
+/// The traits and moderation state of one user as stored, with their version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUserState {
+    pub id: String,
+    pub traits: Vec<String>,
+    pub moderation: Moderation,
+    pub version: i64,
+    pub changed_at: i64,
+}
+
+/// Users whose traits or moderation state changed after `since_ms` (an indexed range read:
+/// its cost depends on how many users changed, not on how many are connected).
+pub fn changed_since(conn: &mut DbConn, since_ms: i64) -> Result<Vec<StoredUserState>, DbError> {
+    let rows: Vec<(String, String, String, i64, i64)> = with_conn!(conn, |c| users::table
+        .filter(users::changed_at.gt(since_ms))
+        .order(users::changed_at)
+        .select((
+            users::id,
+            users::traits,
+            users::moderation_state,
+            users::version,
+            users::changed_at,
+        ))
+        .load(c))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, traits, moderation, version, changed_at)| StoredUserState {
+                id,
+                traits: serde_json::from_str(&traits).unwrap_or_default(),
+                moderation: Moderation::from_stored(&moderation),
+                version,
+                changed_at,
+            },
+        )
+        .collect())
 }
 
 #[cfg(test)]

@@ -179,3 +179,60 @@ fn concurrent_logins_create_one_user() {
         assert!(ids.iter().all(|p| p == &ids[0]), "{ids:?}");
     }
 }
+
+#[test]
+fn trait_and_moderation_changes_are_versioned_and_found_by_time() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let before = now_ms() - 1;
+        let a = find_or_create_token_user(conn, "w", "a", &strings(&["x"]), None).unwrap();
+        let b = find_or_create_token_user(conn, "w", "b", &[], None).unwrap();
+        assert_eq!((a.version, b.version), (0, 0));
+        assert!(
+            changed_since(conn, before).unwrap().is_empty(),
+            "creation is no change"
+        );
+
+        // A profile-only change is not versioned; new traits and moderation are.
+        let same = find_or_create_token_user(
+            conn,
+            "w",
+            "a",
+            &strings(&["x"]),
+            Some(&json!({"display_name": "A"})),
+        )
+        .unwrap();
+        assert_eq!(same.version, 0);
+        let a2 = find_or_create_token_user(conn, "w", "a", &strings(&["x", "y"]), None).unwrap();
+        assert_eq!(a2.version, 1);
+        set_moderation(conn, &b.id, Moderation::Banned).unwrap();
+        set_moderation(conn, &b.id, Moderation::Banned).unwrap();
+        let b2 = find_user(conn, &b.id).unwrap().unwrap();
+        assert_eq!(b2.version, 1, "setting the same state again is no change");
+
+        let mut changed = changed_since(conn, before).unwrap();
+        changed.sort_by(|x, y| x.id.cmp(&y.id));
+        let mut want = vec![
+            (a.id.clone(), strings(&["x", "y"]), Moderation::None, 1),
+            (b.id.clone(), vec![], Moderation::Banned, 1),
+        ];
+        want.sort_by(|x, y| x.0.cmp(&y.0));
+        let got: Vec<_> = changed
+            .iter()
+            .map(|u| (u.id.clone(), u.traits.clone(), u.moderation, u.version))
+            .collect();
+        assert_eq!(got, want);
+        let latest = changed.iter().map(|u| u.changed_at).max().unwrap();
+        assert!(changed_since(conn, latest).unwrap().is_empty());
+        assert_eq!(
+            find_token_user(conn, "w", "b").unwrap().map(|u| u.id),
+            Some(b.id.clone())
+        );
+        assert!(find_token_user(conn, "w", "zz").unwrap().is_none());
+        assert!(matches!(
+            set_moderation(conn, "missing", Moderation::None),
+            Err(DbError::Invalid(_))
+        ));
+    })
+    .unwrap();
+}

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, Settings};
@@ -18,7 +20,14 @@ use crate::db::Db;
 use crate::metrics::{MeteredBbbApi, Metrics};
 use crate::session::SessionConfig;
 use crate::state::AppState;
+use crate::user_refresh::UserRefresher;
 use crate::world::WorldCache;
+
+/// How long a graceful shutdown may take in all; the process exits within 10 s of SIGTERM.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
+/// How long the HTTP server waits for connections still open after the sessions were told to
+/// go away (they close within about two seconds: close frame, the client's answer).
+const CONNECTION_DRAIN_SECS: u64 = 5;
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
@@ -26,22 +35,51 @@ pub struct Application {
     server: Server,
     state: Arc<AppState>,
     coordinator_arbiter: ArbiterHandle,
+    drain: Arc<Drain>,
 }
 
-/// Stops a running [`Application`] completely: the HTTP server, then the coordinator's arbiter.
-/// Stopping the coordinator drops its leader-lock connection, so with several instances the
-/// next one takes over the fleet poll at its next tick (tests use it to "kill" an instance).
+/// Whether a graceful shutdown began and whether it is complete.
+struct Drain {
+    started: AtomicBool,
+    finished: watch::Sender<bool>,
+}
+
+impl Drain {
+    fn new() -> Drain {
+        Drain {
+            started: AtomicBool::new(false),
+            finished: watch::channel(false).0,
+        }
+    }
+
+    async fn wait_finished(&self) {
+        let mut rx = self.finished.subscribe();
+        let _ = tokio::time::timeout(SHUTDOWN_BUDGET * 2, rx.wait_for(|done| *done)).await;
+    }
+}
+
+/// Stops a running [`Application`]: gracefully ([`Stopper::shut_down`], what SIGTERM does) or
+/// at once ([`Stopper::stop`]).
 #[derive(Clone)]
 pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     coordinator_arbiter: ArbiterHandle,
     coordinator: Addr<BbbCoordinator>,
+    state: Arc<AppState>,
+    drain: Arc<Drain>,
 }
 
 impl Stopper {
-    /// Stops both and waits (bounded) until the coordinator is gone.
+    /// Stops the HTTP server at once (open connections dropped), then the coordinator's
+    /// arbiter, and waits (bounded) until the coordinator is gone. Stopping the coordinator
+    /// drops its leader-lock connection, so with several instances the next one takes over the
+    /// fleet poll at its next tick (tests use it to "kill" an instance).
     pub async fn stop(self) {
         self.server.stop(false).await;
+        self.stop_coordinator().await;
+    }
+
+    async fn stop_coordinator(&self) {
         self.coordinator_arbiter.stop();
         for _ in 0..500 {
             if !self.coordinator.connected() {
@@ -50,6 +88,32 @@ impl Stopper {
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
         log::warn!("the coordinator did not stop within 5 s");
+    }
+
+    /// The graceful shutdown SIGTERM and SIGINT trigger, within [`SHUTDOWN_BUDGET`]:
+    /// 1. every session gets a close frame 1001 ("going away") at once, its `bbb.*` requests in
+    ///    flight answered `bbb.failed` first, so clients reconnect to another instance;
+    /// 2. the server stops accepting and waits for the open connections to end;
+    /// 3. `bbb.*` requests the coordinator is still working on may finish (their meetings are
+    ///    recorded), then the coordinator stops.
+    ///
+    /// Calling it again waits for the first call to finish.
+    pub async fn shut_down(self) {
+        if self.drain.started.swap(true, Ordering::SeqCst) {
+            return self.drain.wait_finished().await;
+        }
+        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        let told = self.state.sessions.shut_down();
+        log::info!("shutting down: {told} session(s) told to reconnect elsewhere");
+        self.server.stop(true).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let left = self.state.bbb_in_flight.wait_idle(remaining).await;
+        if left > 0 {
+            log::warn!("shutting down with {left} BBB request(s) unfinished");
+        }
+        self.stop_coordinator().await;
+        log::info!("shut down");
+        self.drain.finished.send_replace(true);
     }
 }
 
@@ -136,17 +200,21 @@ impl Application {
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
         let refresh = Duration::from_millis(settings.cache.refresh_interval_ms);
+        let sessions = Arc::default();
         let state = Arc::new(AppState {
             settings,
-            db,
+            db: db.clone(),
             worlds: worlds.clone(),
             coordinator,
             warm,
             session,
+            sessions: Arc::clone(&sessions),
+            bbb_in_flight: Arc::default(),
             metrics,
             started_at: Instant::now(),
         });
         actix_web::rt::spawn(refresh_worlds(worlds, refresh));
+        actix_web::rt::spawn(UserRefresher::new(db, sessions, refresh).run(refresh));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -154,7 +222,10 @@ impl Application {
                 .configure(crate::http::routes)
                 .configure(crate::admin::routes)
         })
-        .shutdown_timeout(5)
+        .on_connect(crate::http::socket::remember_socket)
+        // Signals are handled by `run_until_signal`, which shuts down gracefully.
+        .disable_signals()
+        .shutdown_timeout(CONNECTION_DRAIN_SECS)
         .listen(listener)?
         .run();
         Ok(Application {
@@ -162,6 +233,7 @@ impl Application {
             server,
             state,
             coordinator_arbiter,
+            drain: Arc::new(Drain::new()),
         })
     }
 
@@ -184,15 +256,59 @@ impl Application {
             server: self.server.handle(),
             coordinator_arbiter: self.coordinator_arbiter.clone(),
             coordinator: self.state.coordinator.clone(),
+            state: self.state.clone(),
+            drain: self.drain.clone(),
         }
     }
 
-    /// Serves until the server stops (signal or handle), then stops the coordinator, which
-    /// releases the poll leadership at once instead of at process exit.
+    /// Serves until the server stops (a [`Stopper`] or handle), then stops the coordinator,
+    /// which releases the poll leadership at once instead of at process exit. After a graceful
+    /// shutdown it returns once that is complete.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let drain = self.drain.clone();
         let result = self.server.await;
-        self.coordinator_arbiter.stop();
+        if drain.started.load(Ordering::SeqCst) {
+            drain.wait_finished().await;
+        } else {
+            self.coordinator_arbiter.stop();
+        }
         result
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully ([`Stopper::shut_down`]).
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        let on_signal = actix_web::rt::spawn(async move {
+            match shutdown_signal().await {
+                Ok(name) => {
+                    log::info!("{name} received, shutting down");
+                    stopper.shut_down().await;
+                }
+                Err(e) => log::error!("cannot listen for shutdown signals: {e}"),
+            }
+        });
+        let result = self.run_until_stopped().await;
+        on_signal.abort();
+        result
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C); returns which came.
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
     }
 }
 

@@ -9,6 +9,8 @@ use crate::config::Settings;
 use crate::coordinator::{BbbCoordinator, WarmJoins};
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::session::in_flight::InFlight;
+use crate::session::registry::SessionRegistry;
 use crate::session::SessionConfig;
 use crate::world::WorldCache;
 
@@ -21,6 +23,10 @@ pub struct AppState {
     /// Meetings the coordinator published as running: sessions answer their joins directly.
     pub warm: Arc<WarmJoins>,
     pub session: SessionConfig,
+    /// Every open session: shutdown and user changes reach them through it.
+    pub sessions: Arc<SessionRegistry>,
+    /// `bbb.*` requests the coordinator is working on; a shutdown waits for them.
+    pub bbb_in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     pub started_at: Instant,
 }

@@ -1,6 +1,7 @@
 //! HTTP routes: the WebSocket endpoint and health. Admin routes live in [`crate::admin`].
 
 mod health;
+pub mod socket;
 mod ws;
 
 use actix_web::web;

@@ -19,13 +19,17 @@ const MAX_CLIENT_ID: usize = 200;
 pub struct Authenticated {
     pub user: UserContext,
     pub profile: ProfileDocument,
+    /// The stored version of the user's traits and moderation state.
+    pub version: i64,
 }
 
 fn user_from_row(row: UserRow) -> Authenticated {
     let (document, profile) = ProfileDocument::load(&row.profile);
     let traits = serde_json::from_str::<Vec<String>>(&row.traits).unwrap_or_default();
     let moderation = row.moderation();
+    let version = row.version;
     Authenticated {
+        version,
         user: UserContext {
             id: row.id,
             world_id: row.world_id,

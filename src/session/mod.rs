@@ -6,8 +6,12 @@
 
 pub mod authenticate;
 pub mod authenticated;
+mod closing;
+mod control;
+pub mod in_flight;
 pub mod limits;
 pub mod outbox;
+pub mod registry;
 pub mod rooms;
 pub mod routing;
 #[cfg(test)]
@@ -22,9 +26,10 @@ use actix::{
 };
 use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
+use crate::http::socket::ConnectionSocket;
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
     InvalidFrame, Request,
@@ -72,17 +77,37 @@ pub struct WsSession {
     user: Option<Arc<UserContext>>,
     /// The user's whole profile, as `authenticated` returns it.
     profile: ProfileDocument,
+    /// The stored version of the user's traits and moderation held in `user` (see
+    /// [`registry::UserChanged`]).
+    user_version: i64,
     authenticating: bool,
-    /// `bbb.*` requests sent to the coordinator and not answered yet.
-    in_flight: usize,
+    /// `bbb.*` requests sent to the coordinator and not answered yet: a sequence number and
+    /// the request id. Answered at once with `bbb.failed` when the gateway shuts down.
+    pending: Vec<(u64, Option<Value>)>,
+    next_request: u64,
     last_heard: Instant,
     limiter: InvalidFrameLimiter,
     /// Every text frame to the client goes through it (see [`outbox`]).
     outbox: Outbox,
+    /// This session in the process's [`registry::SessionRegistry`].
+    registration: Option<registry::SessionKey>,
+    /// The connection's socket, to close it right after the closing handshake.
+    socket: Option<ConnectionSocket>,
+    /// A close frame was sent: nothing else is sent, and incoming frames other than the
+    /// client's close frame are ignored.
+    closing: bool,
 }
 
 impl WsSession {
-    pub fn new(app: Arc<AppState>, world_id: String, world: Option<Arc<WorldSnapshot>>) -> Self {
+    /// A session for `world_id` (`world` is `None` when it does not exist) on the connection
+    /// whose socket is `socket` (when the server remembers sockets, see
+    /// [`crate::http::socket`]).
+    pub fn new(
+        app: Arc<AppState>,
+        world_id: String,
+        world: Option<Arc<WorldSnapshot>>,
+        socket: Option<ConnectionSocket>,
+    ) -> Self {
         let limiter =
             InvalidFrameLimiter::new(app.session.max_invalid_frames, app.session.invalid_window);
         Self {
@@ -91,11 +116,16 @@ impl WsSession {
             world,
             user: None,
             profile: ProfileDocument::default(),
+            user_version: 0,
             authenticating: false,
-            in_flight: 0,
+            pending: Vec::new(),
+            next_request: 0,
             last_heard: Instant::now(),
             limiter,
             outbox: Outbox::default(),
+            registration: None,
+            socket,
+            closing: false,
         }
     }
 
@@ -113,11 +143,13 @@ impl WsSession {
         self.send(ctx, frame.error_frame());
         if self.limiter.record(Instant::now()) {
             log::info!("closing a session that sent too many invalid frames");
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Policy,
-                description: Some("too many invalid messages".into()),
-            }));
-            ctx.stop();
+            self.close_and_wait(
+                ctx,
+                CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("too many invalid messages".into()),
+                },
+            );
         }
     }
 
@@ -185,7 +217,11 @@ impl WsSession {
                     let frame =
                         authenticated::authenticated_frame(&world, &login.user, &login.profile);
                     act.send(ctx, frame);
+                    if let Some(key) = act.registration {
+                        act.app.sessions.bind_user(key, &login.user.id);
+                    }
                     act.user = Some(Arc::new(login.user));
+                    act.user_version = login.version;
                     act.profile = login.profile;
                 }
                 Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
@@ -283,7 +319,7 @@ impl WsSession {
                 error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
             );
         };
-        if self.in_flight >= self.app.session.max_in_flight {
+        if self.pending.len() >= self.app.session.max_in_flight {
             self.app.metrics.request(&req.action, "too_many_in_flight");
             return self.send(ctx, error_frame(
                 req.id.as_ref(),
@@ -293,32 +329,46 @@ impl WsSession {
                 ),
             ));
         }
-        self.in_flight += 1;
         let target = req.str_field(field).map(str::to_owned);
         let command = BbbCommand {
             world,
             user,
             kind: kind(target),
         };
-        let id = req.id;
+        self.next_request += 1;
+        let seq = self.next_request;
+        self.pending.push((seq, req.id));
         let action = req.action;
-        self.app
-            .coordinator
-            .send(command)
-            .into_actor(self)
+        // The coordinator's answer is awaited by a task of its own, counted in `bbb_in_flight`:
+        // when the session goes away first (shutdown), the coordinator still finishes the work
+        // and a shutdown waits for it.
+        let guard = self.app.bbb_in_flight.start();
+        let send = self.app.coordinator.send(command);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix_web::rt::spawn(async move {
+            let result = send.await;
+            drop(guard);
+            let _ = tx.send(result);
+        });
+        rx.into_actor(self)
             .map(move |result, act, ctx| {
-                let result = result.unwrap_or_else(|e| {
-                    log::error!("coordinator unreachable: {e}");
-                    Err(ErrorReply::with_message(
-                        ErrorCode::BbbFailed,
-                        "the video service is busy, retry in a moment",
-                    ))
-                });
+                let Some(at) = act.pending.iter().position(|(s, _)| *s == seq) else {
+                    // Already answered (the gateway is shutting down).
+                    return;
+                };
+                let (_, id) = act.pending.swap_remove(at);
+                let result = match result {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        log::error!("coordinator unreachable: {e}");
+                        Err(busy())
+                    }
+                    Err(_) => Err(busy()),
+                };
                 let (frame, code) = match result {
                     Ok(payload) => (success_frame(id.as_ref(), payload), "success"),
                     Err(e) => (error_frame(id.as_ref(), &e), e.code.as_str()),
                 };
-                act.in_flight = act.in_flight.saturating_sub(1);
                 act.app.metrics.request(&action, code);
                 act.send(ctx, frame);
             })
@@ -326,10 +376,21 @@ impl WsSession {
     }
 }
 
+fn busy() -> ErrorReply {
+    ErrorReply::with_message(
+        ErrorCode::BbbFailed,
+        "the video service is busy, retry in a moment",
+    )
+}
+
 impl WsSession {
     /// Sends a text frame through the outbox: whole, in fragments, or after the fragmented
     /// message under way.
     fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        if self.closing {
+            // Nothing may follow a close frame.
+            return;
+        }
         if let Some(w) = self.outbox.send(frame) {
             Self::write(ctx, w);
         }
@@ -346,6 +407,9 @@ impl WsSession {
         if more {
             // The next fragment on a later turn, once this one has been flushed.
             ctx.run_later(Duration::ZERO, |act, ctx| {
+                if act.closing {
+                    return;
+                }
                 for w in act.outbox.next_turn() {
                     Self::write(ctx, w);
                 }
@@ -359,11 +423,13 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.app.metrics.session_opened();
+        self.registration = self.app.sessions.register(ctx.address());
         if self.world.is_none() {
             self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
-            ctx.close(Some(CloseCode::Normal.into()));
-            ctx.stop();
-            return;
+            return self.close_and_wait(ctx, CloseCode::Normal.into());
+        }
+        if self.registration.is_none() {
+            return self.go_away(ctx);
         }
         let interval = self.app.session.heartbeat_interval;
         let timeout = self.app.session.client_timeout;
@@ -378,6 +444,9 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(key) = self.registration.take() {
+            self.app.sessions.unregister(key);
+        }
         self.app.metrics.session_closed();
     }
 }
@@ -385,6 +454,13 @@ impl Actor for WsSession {
 impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if self.closing {
+            // After our close frame only the client's close frame matters.
+            if let Ok(ws::Message::Close(_)) = msg {
+                self.finish_closing(ctx);
+            }
+            return;
+        }
         match msg {
             Ok(ws::Message::Text(text)) => {
                 if text.len() > crate::protocol::MAX_FRAME_BYTES {
@@ -408,10 +484,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                     message: "fragmented frames are not supported",
                 },
             ),
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
+            Ok(ws::Message::Close(reason)) => self.answer_close(ctx, reason),
             Ok(ws::Message::Nop) => {}
             Err(ProtocolError::Overflow) => close_too_big(ctx),
             Err(e) => {
@@ -423,6 +496,8 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     }
 }
 
+/// Closes with 1009 and stops at once: the rest of the oversized frame cannot be read, so
+/// there is no waiting for the client's close frame.
 fn close_too_big(ctx: &mut ws::WebsocketContext<WsSession>) {
     ctx.close(Some(CloseReason {
         code: CloseCode::Size,

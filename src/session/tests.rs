@@ -138,6 +138,8 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
         coordinator,
         warm: warm.clone(),
         session,
+        sessions: Arc::default(),
+        bbb_in_flight: Arc::default(),
         metrics: Arc::new(Metrics::new()),
         started_at: Instant::now(),
     });

@@ -275,17 +275,14 @@ impl Application {
         result
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully ([`Stopper::shut_down`]).
-    pub async fn run_until_signal(self) -> std::io::Result<()> {
+    /// Serves until SIGTERM or SIGINT (listened for since `signals` was installed), then shuts
+    /// down gracefully ([`Stopper::shut_down`]).
+    pub async fn run_until_signal(self, signals: ShutdownSignals) -> std::io::Result<()> {
         let stopper = self.stopper();
         let on_signal = actix_web::rt::spawn(async move {
-            match shutdown_signal().await {
-                Ok(name) => {
-                    log::info!("{name} received, shutting down");
-                    stopper.shut_down().await;
-                }
-                Err(e) => log::error!("cannot listen for shutdown signals: {e}"),
-            }
+            let name = signals.recv().await;
+            log::info!("{name} received, shutting down");
+            stopper.shut_down().await;
         });
         let result = self.run_until_stopped().await;
         on_signal.abort();
@@ -293,22 +290,48 @@ impl Application {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C); returns which came.
-async fn shutdown_signal() -> std::io::Result<&'static str> {
+/// SIGTERM and SIGINT (Ctrl-C), listened for from [`ShutdownSignals::install`] on: install it
+/// before start-up work, so a signal that arrives meanwhile is not lost (and does not kill the
+/// process the default way).
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts listening; needs a running Tokio runtime.
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+
+    /// Waits for the first signal; returns its name.
+    pub async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 }
 

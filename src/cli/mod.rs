@@ -94,6 +94,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
+        let signals = crate::startup::ShutdownSignals::install()?;
         let app = if demo {
             crate::demo::start(settings).await?
         } else {
@@ -101,7 +102,7 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             log::info!("bbb-gateway listening on port {}", app.port());
             app
         };
-        app.run_until_signal().await?;
+        app.run_until_signal(signals).await?;
         Ok(())
     })
 }

@@ -8,6 +8,7 @@
 pub mod schema;
 
 pub mod calls;
+pub mod demo_state;
 pub mod leader_lock;
 pub mod meetings;
 pub mod server_status;

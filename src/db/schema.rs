@@ -121,6 +121,13 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    demo_state (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
     bbb_server_status (server_id) {
         server_id -> Integer,
         online -> Bool,

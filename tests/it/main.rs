@@ -6,6 +6,7 @@ mod bad_input;
 mod bbb_join;
 mod bbb_sim;
 mod bench_smoke;
+mod browser;
 mod cli;
 mod demo;
 mod faults;

@@ -40,6 +40,7 @@ diesel::table! {
         created_at -> BigInt,
         version -> BigInt,
         changed_at -> BigInt,
+        token_profile -> Nullable<Text>,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct UserRow {
     pub version: i64,
     /// When `traits` or `moderation_state` last changed (ms), for [`changed_since`].
     pub changed_at: i64,
+    /// The `profile` claim of the last token this user logged in with (JSON object text).
+    pub token_profile: Option<String>,
 }
 
 impl UserRow {
@@ -43,19 +45,22 @@ fn json_text(v: &impl serde::Serialize) -> Result<String, DbError> {
     serde_json::to_string(v).map_err(|e| DbError::Invalid(format!("cannot encode JSON: {e}")))
 }
 
-/// The stored profile with the token's profile keys laid over it (token wins per key), so a
-/// token that only carries a display name keeps what the frontend stored besides (`greeted`,
-/// an avatar, profile fields). When the result would exceed [`MAX_PROFILE_BYTES`](crate::user::MAX_PROFILE_BYTES), only the
-/// token's `display_name` and `avatar` are laid over; when even that is too large, the stored
-/// profile stays as it was.
-fn merge_profile(stored: &str, update: &Map<String, Value>) -> String {
-    let stored_map = serde_json::from_str::<Value>(stored)
-        .ok()
+fn as_object(text: Option<&str>) -> Map<String, Value> {
+    text.and_then(|t| serde_json::from_str::<Value>(t).ok())
         .and_then(|v| match v {
             Value::Object(m) => Some(m),
             _ => None,
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `update`'s keys laid over the stored profile (they win), so a token that only carries a
+/// display name keeps what the frontend stored besides (`greeted`, an avatar, profile fields).
+/// When the result would exceed [`MAX_PROFILE_BYTES`](crate::user::MAX_PROFILE_BYTES), only
+/// `display_name` and `avatar` are laid over; when even that is too large, the stored profile
+/// stays as it was.
+fn merge_profile(stored: &str, update: &Map<String, Value>) -> String {
+    let stored_map = as_object(Some(stored));
     let mut merged = stored_map.clone();
     for (k, v) in update {
         merged.insert(k.clone(), v.clone());
@@ -76,8 +81,26 @@ fn merge_profile(stored: &str, update: &Map<String, Value>) -> String {
     }
 }
 
+/// The claim as remembered for the next login: whole when it fits the profile bound, else its
+/// `display_name` and `avatar`.
+fn remembered_claim(claim: &Map<String, Value>) -> Option<String> {
+    if let Some(doc) = ProfileDocument::bounded(claim) {
+        return Some(doc.as_str().to_owned());
+    }
+    let small: Map<String, Value> = claim
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "display_name" | "avatar"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    ProfileDocument::bounded(&small).map(|d| d.as_str().to_owned())
+}
+
 /// Finds or creates the user of a token uid in a world, storing the token's traits on every
-/// login and, when the token carries a `profile` object, merging it into the stored profile.
+/// login. A token's `profile` claim updates the stored profile: all of it when the user is
+/// created, afterwards the claim's keys whose values changed since the user's previous token
+/// (laid over the stored profile, see [`merge_profile`]). So a name the user changed in the
+/// frontend survives reconnects with the same token, and a name the organiser changed in the
+/// ticket system arrives with the next token.
 pub fn find_or_create_token_user(
     conn: &mut DbConn,
     world_id: &str,
@@ -89,11 +112,12 @@ pub fn find_or_create_token_user(
         return Err(DbError::Invalid("a token user needs a uid".into()));
     }
     let traits_json = json_text(&traits)?;
-    let update = profile.and_then(Value::as_object);
-    let initial_profile = match update {
+    let claim = profile.and_then(Value::as_object);
+    let initial_profile = match claim {
         Some(u) => merge_profile("{}", u),
         None => "{}".to_owned(),
     };
+    let claim_json = claim.and_then(remembered_claim);
     let new_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     with_conn!(conn, |c| c.transaction(|c| {
@@ -105,6 +129,7 @@ pub fn find_or_create_token_user(
                 users::profile.eq(&initial_profile),
                 users::traits.eq(&traits_json),
                 users::created_at.eq(now),
+                users::token_profile.eq(&claim_json),
             ))
             .on_conflict((users::world_id, users::token_id))
             .do_nothing()
@@ -114,19 +139,39 @@ pub fn find_or_create_token_user(
             .filter(users::token_id.eq(uid))
             .select(UserRow::as_select())
             .first(c)?;
-        let profile_json = match update {
-            Some(u) if row.id != new_id => merge_profile(&row.profile, u),
-            _ => row.profile.clone(),
+        let (profile_json, token_profile) = match claim {
+            Some(u) if row.id != new_id => {
+                let previous = as_object(row.token_profile.as_deref());
+                let changed: Map<String, Value> = u
+                    .iter()
+                    .filter(|(k, v)| previous.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let profile = if changed.is_empty() {
+                    row.profile.clone()
+                } else {
+                    merge_profile(&row.profile, &changed)
+                };
+                (profile, claim_json.clone())
+            }
+            _ => (row.profile.clone(), row.token_profile.clone()),
         };
-        if row.traits == traits_json && row.profile == profile_json {
+        if row.traits == traits_json
+            && row.profile == profile_json
+            && row.token_profile == token_profile
+        {
             return Ok::<_, DbError>(row);
         }
         if row.traits == traits_json {
             diesel::update(users::table.find(&row.id))
-                .set(users::profile.eq(&profile_json))
+                .set((
+                    users::profile.eq(&profile_json),
+                    users::token_profile.eq(&token_profile),
+                ))
                 .execute(c)?;
             return Ok(UserRow {
                 profile: profile_json,
+                token_profile,
                 ..row
             });
         }
@@ -135,6 +180,7 @@ pub fn find_or_create_token_user(
             .set((
                 users::traits.eq(&traits_json),
                 users::profile.eq(&profile_json),
+                users::token_profile.eq(&token_profile),
                 users::version.eq(users::version + 1),
                 users::changed_at.eq(now),
             ))
@@ -143,6 +189,7 @@ pub fn find_or_create_token_user(
         Ok(UserRow {
             traits: traits_json.clone(),
             profile: profile_json,
+            token_profile,
             version,
             changed_at: now,
             ..row

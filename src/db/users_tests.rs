@@ -98,6 +98,25 @@ fn a_token_profile_keeps_what_the_frontend_stored_and_the_size_bound() {
         expected["display_name"] = json!("Rob");
         assert_eq!(serde_json::from_str::<Value>(&c.profile).unwrap(), expected);
         assert!(c.profile.len() <= crate::user::MAX_PROFILE_BYTES);
+        // The user renames themself; logins with the same claim keep that name, a changed
+        // claim brings the organiser's.
+        let renamed = json!({"display_name": "Bobby", "greeted": true});
+        update_profile(conn, &a.id, &renamed.to_string()).unwrap();
+        let same = json!({"display_name": "Rob", "bio": "x".repeat(9000)});
+        let e = find_or_create_token_user(conn, "w", "bob", &[], Some(&same)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&e.profile).unwrap(), renamed);
+        let f = find_or_create_token_user(
+            conn,
+            "w",
+            "bob",
+            &[],
+            Some(&json!({"display_name": "Robert B."})),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&f.profile).unwrap(),
+            json!({"display_name": "Robert B.", "greeted": true})
+        );
         // And on creation.
         let d = find_or_create_token_user(conn, "w", "dora", &[], Some(&huge)).unwrap();
         assert_eq!(

@@ -202,7 +202,7 @@ async fn the_profile_comes_back_whole_after_a_reconnect() {
         json!({"display_name": "Greta"})
     );
     let profile = json!({
-        "display_name": "Greta",
+        "display_name": "Greta G.",
         "greeted": true,
         "avatar": {"identicon": "4f2a"},
         "fields": {"company": "ACME", "links": [{"url": "https://x.example", "label": "x"}]}
@@ -214,12 +214,12 @@ async fn the_profile_comes_back_whole_after_a_reconnect() {
     assert_eq!(reply, json!(["success", 1, {}]));
     c.close().await;
 
-    // Reconnecting with the same token (which carries a display name) keeps everything.
+    // Reconnecting with the same token keeps everything, the name the user chose included
+    // (the token's claim, unchanged since the last login, is not laid over it again).
     let (mut c, again) = login(&app, "greta", &[], Some("Greta")).await;
     assert_eq!(again["user.config"]["profile"], profile);
     assert_eq!(again["user.config"]["id"], first["user.config"]["id"]);
 
-    // A join uses the stored name; an identicon is no avatar URL for BBB.
     let replaced = json!({"display_name": "Greta G.", "greeted": true});
     let reply = c
         .request(
@@ -232,13 +232,19 @@ async fn the_profile_comes_back_whole_after_a_reconnect() {
         .unwrap();
     assert_eq!(reply, json!(["success", 2, {}]));
     c.close().await;
-    // A token without a profile claim leaves the stored profile alone.
+    // A token without a profile claim leaves the stored profile alone; one whose claim
+    // changed updates the keys it changed.
     let mut c = connect(&app, "w").await;
     let again = c
         .authenticate(json!({ "token": token_for("greta", &[], None) }), WAIT)
         .await
         .unwrap();
     assert_eq!(again[1]["user.config"]["profile"], replaced);
+    let (_renamed, renamed) = login(&app, "greta", &[], Some("Greta Garbo")).await;
+    assert_eq!(
+        renamed["user.config"]["profile"],
+        json!({"display_name": "Greta Garbo", "greeted": true})
+    );
 
     // Too large or not an object: refused, with the id, and nothing changes.
     let huge = json!({"display_name": "G", "fields": {"bio": "x".repeat(9000)}});
@@ -256,7 +262,10 @@ async fn the_profile_comes_back_whole_after_a_reconnect() {
     }
     c.close().await;
     let (_c, again) = login(&app, "greta", &[], None).await;
-    assert_eq!(again["user.config"]["profile"], replaced);
+    assert_eq!(
+        again["user.config"]["profile"],
+        json!({"display_name": "Greta Garbo", "greeted": true})
+    );
 }
 
 /// The store sends `room.enter` for every room with a stream or call it shows (and the media

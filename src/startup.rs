@@ -25,9 +25,11 @@ use crate::world::WorldCache;
 
 /// How long a graceful shutdown may take in all; the process exits within 10 s of SIGTERM.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
-/// How long the HTTP server waits for connections still open after the sessions were told to
-/// go away (they close within about two seconds: close frame, the client's answer).
-const CONNECTION_DRAIN_SECS: u64 = 5;
+/// How long a shutdown waits for the sessions it told to go away (they close within about two
+/// seconds: close frame, the client's answer, or the session's wait for it running out).
+const SESSION_DRAIN: Duration = Duration::from_secs(3);
+/// How long the HTTP server then waits for connections still open.
+const CONNECTION_DRAIN_SECS: u64 = 3;
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
@@ -105,6 +107,16 @@ impl Stopper {
         let deadline = Instant::now() + SHUTDOWN_BUDGET;
         let told = self.state.sessions.shut_down();
         log::info!("shutting down: {told} session(s) told to reconnect elsewhere");
+        // Sessions end within about two seconds (close frame, the client's answer). Waiting
+        // for them first lets the server stop at once: its graceful stop looks at open
+        // connections only once a second.
+        let left = self.state.sessions.wait_until_empty(SESSION_DRAIN).await;
+        if left > 0 {
+            log::info!("{left} session(s) still closing");
+        } else if told > 0 {
+            // The connections of the last sessions end on their worker threads right after.
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
         self.server.stop(true).await;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let left = self.state.bbb_in_flight.wait_idle(remaining).await;

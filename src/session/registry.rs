@@ -52,6 +52,8 @@ struct Entry {
 #[derive(Default)]
 pub struct SessionRegistry {
     inner: Mutex<Inner>,
+    /// Woken when the last session of a shutdown is gone.
+    emptied: tokio::sync::Notify,
 }
 
 impl SessionRegistry {
@@ -102,6 +104,25 @@ impl SessionRegistry {
         }) = inner.sessions.remove(&key)
         {
             remove_from_user(&mut inner.by_user, &user, key);
+        }
+        if inner.shutting_down && inner.sessions.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// After [`SessionRegistry::shut_down`]: waits until every session is gone or `within`
+    /// passed; returns how many are left.
+    pub async fn wait_until_empty(&self, within: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let emptied = self.emptied.notified();
+            let left = self.len();
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, emptied).await.is_err() {
+                return self.len();
+            }
         }
     }
 

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::coordinator::{BbbCommand, BbbCommandKind};
 use crate::http::socket::ConnectionSocket;
+use crate::permissions::{world_permissions, Permission};
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
     InvalidFrame, Request,
@@ -231,14 +232,17 @@ impl WsSession {
     }
 
     /// `user.update`: replaces the stored profile whole (a payload without `profile` changes
-    /// nothing, as in venueless).
+    /// nothing, as in venueless); needs `world:view`, so a user banned meanwhile cannot.
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(user) = self.user.clone() else {
+        let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
             return self.send(
                 ctx,
                 error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
             );
         };
+        if !world_permissions(&world, &user.subject()).contains(Permission::WorldView) {
+            return self.send(ctx, error_frame(req.id.as_ref(), &ErrorCode::Denied.into()));
+        }
         let (document, profile) = match authenticate::parse_profile_update(&req.payload) {
             Ok(Some(p)) => p,
             Ok(None) => return self.send(ctx, success_frame(req.id.as_ref(), json!({}))),
@@ -437,7 +441,7 @@ impl Actor for WsSession {
             if act.last_heard.elapsed() > timeout {
                 log::debug!("dropping a silent client");
                 ctx.stop();
-            } else {
+            } else if !act.closing {
                 ctx.ping(b"");
             }
         });

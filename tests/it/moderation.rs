@@ -73,6 +73,10 @@ async fn a_user_banned_while_connected_is_denied_within_the_bound() {
     // Banned users have no permission at all, and cannot log in again.
     let reply = bob.request("room.enter", 99, room.clone()).await;
     assert_eq!(reply[2]["code"], "protocol.denied");
+    let reply = bob
+        .request("user.update", 98, json!({"profile": {"display_name": "B"}}))
+        .await;
+    assert_eq!(reply[2]["code"], "protocol.denied");
     let mut again = app.ws("w").await;
     again
         .send(json!(["authenticate", {"token": token_for("bob", &[], None)}]))

@@ -78,24 +78,29 @@ impl Stopper {
     /// fleet poll at its next tick (tests use it to "kill" an instance).
     pub async fn stop(self) {
         self.server.stop(false).await;
-        self.stop_coordinator().await;
+        self.stop_coordinator(Duration::from_secs(5)).await;
     }
 
-    async fn stop_coordinator(&self) {
+    /// Stops the coordinator's arbiter and waits until the coordinator is gone, at most
+    /// `within`.
+    async fn stop_coordinator(&self, within: Duration) {
         self.coordinator_arbiter.stop();
-        for _ in 0..500 {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
             if !self.coordinator.connected() {
                 return;
             }
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
-        log::warn!("the coordinator did not stop within 5 s");
+        log::warn!("the coordinator did not stop within {within:?}");
     }
 
     /// The graceful shutdown SIGTERM and SIGINT trigger, within [`SHUTDOWN_BUDGET`]:
     /// 1. every session gets a close frame 1001 ("going away") at once, its `bbb.*` requests in
-    ///    flight answered `bbb.failed` first, so clients reconnect to another instance;
-    /// 2. the server stops accepting and waits for the open connections to end;
+    ///    flight answered `bbb.failed` first, so clients reconnect to another instance (a
+    ///    connection that arrives meanwhile gets 1001 as soon as it is upgraded);
+    /// 2. once they are gone, the server stops accepting and waits for the other open
+    ///    connections to end;
     /// 3. `bbb.*` requests the coordinator is still working on may finish (their meetings are
     ///    recorded), then the coordinator stops.
     ///
@@ -123,7 +128,9 @@ impl Stopper {
         if left > 0 {
             log::warn!("shutting down with {left} BBB request(s) unfinished");
         }
-        self.stop_coordinator().await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.stop_coordinator(remaining.max(Duration::from_millis(500)))
+            .await;
         log::info!("shut down");
         self.drain.finished.send_replace(true);
     }

@@ -176,3 +176,37 @@ impl UserContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn stored_profiles_load_whole_and_anything_else_reads_as_empty() {
+        let text = r#"{"display_name":"Ada","greeted":true,"avatar":{"url":"https://a/x.png"}}"#;
+        let (doc, profile) = ProfileDocument::load(text);
+        assert_eq!(doc.as_str(), text);
+        assert_eq!(profile.usable_name(), Some("Ada"));
+        assert_eq!(profile.avatar_url.as_deref(), Some("https://a/x.png"));
+        for bad in ["", "null", "[1]", "\"x\"", "{not json"] {
+            let (doc, profile) = ProfileDocument::load(bad);
+            assert_eq!(doc.as_str(), "{}", "{bad:?}");
+            assert_eq!(profile, Profile::default(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_document_serialises_as_it_was_stored() {
+        let (doc, _) = ProfileDocument::from_client(&json!({"b": 1, "a": [true, null]})).unwrap();
+        assert_eq!(
+            serde_json::to_string(&("user", &doc)).unwrap(),
+            format!(r#"["user",{}]"#, doc.as_str())
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(doc.as_str()).unwrap(),
+            json!({"a": [true, null], "b": 1})
+        );
+    }
+}

@@ -38,12 +38,22 @@ fn demo_world(jwt_secret: &str) -> serde_json::Value {
     })
 }
 
+/// The demo world's JWT secret: the stored demo world's when there is one (so tokens printed by
+/// an earlier start on this database stay valid), a new one otherwise.
+fn demo_jwt_secret(conn: &mut crate::db::DbConn) -> anyhow::Result<String> {
+    let stored = crate::world::export_world(conn, DEMO_WORLD)?
+        .and_then(|w| w.jwt_secrets.into_iter().next())
+        .map(|s| s.secret)
+        .filter(|s| !s.is_empty());
+    Ok(stored.unwrap_or_else(|| random_string(40)))
+}
+
 /// Starts the simulator, seeds the database and builds the gateway; prints the demo's guide.
+/// The JWT secret, and the admin token when the configuration has none, are generated on the
+/// first start and reused on later starts with the same database, so what the demo printed
+/// keeps working after a restart.
 pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
-    if settings.admin.tokens.is_empty() {
-        settings.admin.tokens.push(random_string(32));
-    }
-    let admin_token = settings.admin.tokens[0].clone();
+    let generate_admin_token = settings.admin.tokens.is_empty();
     let bbb_secret = random_string(40);
     let sim = sim::start(
         "127.0.0.1:0".parse().context("loopback address")?,
@@ -57,12 +67,22 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     .await
     .context("cannot start the demo BBB simulator")?;
     let sim_url = sim.base_url();
-    let jwt_secret = random_string(40);
     let settings_db = settings.clone();
-    let (moderator, attendee) =
-        actix_web::web::block(move || -> anyhow::Result<(String, String)> {
+    let (moderator, attendee, generated_admin_token) = actix_web::web::block(
+        move || -> anyhow::Result<(String, String, Option<String>)> {
             let db = open_database(&settings_db)?;
             let mut conn = db.get()?;
+            let admin_token = if generate_admin_token {
+                let token = crate::db::demo_state::get_or_insert(
+                    &mut conn,
+                    "admin_token",
+                    &random_string(32),
+                )?;
+                Some(token)
+            } else {
+                None
+            };
+            let jwt_secret = demo_jwt_secret(&mut conn)?;
             crate::db::servers::remove_by_tag(&mut conn, DEMO_TAG)?;
             crate::db::servers::add(
                 &mut conn,
@@ -93,10 +113,20 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
                 Some("Demo Attendee"),
                 7 * 86400,
             )?;
-            Ok((moderator, attendee))
-        })
-        .await
-        .context("demo set-up task failed")??;
+            Ok((moderator, attendee, admin_token))
+        },
+    )
+    .await
+    .context("demo set-up task failed")??;
+    if let Some(token) = generated_admin_token {
+        settings.admin.tokens.push(token);
+    }
+    let admin_token = settings
+        .admin
+        .tokens
+        .first()
+        .cloned()
+        .context("the demo needs an admin token")?;
 
     let app = Application::build(settings).await?;
     let port = app.port();

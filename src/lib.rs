@@ -23,4 +23,5 @@ pub mod sim;
 pub mod startup;
 pub mod state;
 pub mod user;
+pub mod user_refresh;
 pub mod world;

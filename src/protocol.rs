@@ -107,12 +107,39 @@ impl Request {
     }
 }
 
-/// Parses one text frame. The error is the `message` of a `protocol.invalid_message` reply.
-pub fn parse_frame(text: &str) -> Result<Request, String> {
-    let value: Value = serde_json::from_str(text).map_err(|_| "frame is not valid JSON")?;
+/// A frame that is not a well-formed request: the `message` of the `protocol.invalid_message`
+/// reply, and the id to echo in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidFrame {
+    /// The frame's second element when the frame is an array and that element is a number or
+    /// a string: clients match replies by id, so even a malformed request gets its id back.
+    pub id: Option<Value>,
+    pub message: &'static str,
+}
+
+impl InvalidFrame {
+    /// The `protocol.invalid_message` error frame for it.
+    pub fn error_frame(&self) -> String {
+        error_frame(
+            self.id.as_ref(),
+            &ErrorReply::with_message(ErrorCode::InvalidMessage, self.message),
+        )
+    }
+}
+
+/// Parses one text frame. A `null` payload becomes `{}` (clients send `[action, id, null]` for
+/// requests without data); `ping` keeps whatever it carries.
+pub fn parse_frame(text: &str) -> Result<Request, InvalidFrame> {
+    let invalid = |id: Option<Value>, message| InvalidFrame { id, message };
+    let value: Value =
+        serde_json::from_str(text).map_err(|_| invalid(None, "frame is not valid JSON"))?;
     let Value::Array(mut items) = value else {
-        return Err("frame is not a JSON array".into());
+        return Err(invalid(None, "frame is not a JSON array"));
     };
+    let echo = items
+        .get(1)
+        .filter(|v| v.is_number() || v.is_string())
+        .cloned();
     let (action, id, payload) = match items.len() {
         2 => {
             let payload = items.pop().unwrap_or(Value::Null);
@@ -125,20 +152,22 @@ pub fn parse_frame(text: &str) -> Result<Request, String> {
             let action = items.pop().unwrap_or(Value::Null);
             (action, Some(id), payload)
         }
-        _ => return Err("frame must have two or three elements".into()),
+        _ => return Err(invalid(echo, "frame must have two or three elements")),
     };
     let Value::String(action) = action else {
-        return Err("action must be a string".into());
+        return Err(invalid(echo, "action must be a string"));
     };
     if let Some(id) = &id {
         if !(id.is_number() || id.is_string()) {
-            return Err("request id must be a number or a string".into());
+            return Err(invalid(None, "request id must be a number or a string"));
         }
     }
-    // `ping` carries any value; every other action carries an object.
-    if action != "ping" && !payload.is_object() {
-        return Err("payload must be a JSON object".into());
-    }
+    // `ping` carries any value; every other action carries an object (or null for none).
+    let payload = match payload {
+        Value::Null if action != "ping" => Value::Object(Map::new()),
+        p if action == "ping" || p.is_object() => p,
+        _ => return Err(invalid(echo, "payload must be a JSON object")),
+    };
     Ok(Request {
         action,
         id,
@@ -234,6 +263,44 @@ mod tests {
             "[null, 1, {}]",
         ] {
             assert!(parse_frame(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn null_payloads_are_empty_objects() {
+        let r = parse_frame(r#"["room.enter", 3, null]"#).unwrap();
+        assert_eq!((r.id, r.payload), (Some(json!(3)), json!({})));
+        let r = parse_frame(r#"["bbb.room_url", null]"#).unwrap();
+        assert_eq!((r.id, r.payload), (None, json!({})));
+        let r = parse_frame(r#"["ping", null]"#).unwrap();
+        assert_eq!(r.payload, Value::Null);
+    }
+
+    #[test]
+    fn invalid_frames_echo_a_number_or_string_second_element() {
+        for (frame, id) in [
+            (r#"["a", 1, []]"#, Some(json!(1))),
+            (r#"["a", "x7", 5]"#, Some(json!("x7"))),
+            (r#"[null, 2.5, {}]"#, Some(json!(2.5))),
+            (r#"["a", 4, {}, 1]"#, Some(json!(4))),
+            (r#"["a", "x"]"#, Some(json!("x"))),
+            (r#"["a", {}, {}]"#, None),
+            (r#"["a", null, {}]"#, None),
+            (r#"[1]"#, None),
+            (r#"{"a": 1}"#, None),
+            ("not json", None),
+        ] {
+            let e = parse_frame(frame).unwrap_err();
+            assert_eq!(e.id, id, "{frame}");
+            let reply: Value = serde_json::from_str(&e.error_frame()).unwrap();
+            match &id {
+                Some(id) => assert_eq!(&reply[1], id, "{frame}"),
+                None => assert_eq!(reply.as_array().map(Vec::len), Some(2), "{frame}"),
+            }
+            assert_eq!(
+                reply[reply.as_array().unwrap().len() - 1]["code"],
+                "protocol.invalid_message"
+            );
         }
     }
 

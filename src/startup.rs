@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, Settings};
@@ -23,7 +25,16 @@ use crate::join::JoinTable;
 use crate::metrics::{MeteredBbbApi, Metrics};
 use crate::session::SessionConfig;
 use crate::state::AppState;
+use crate::user_refresh::UserRefresher;
 use crate::world::WorldCache;
+
+/// How long a graceful shutdown may take in all; the process exits within 10 s of SIGTERM.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
+/// How long a shutdown waits for the sessions it told to go away (they close within about two
+/// seconds: close frame, the client's answer, or the session's wait for it running out).
+const SESSION_DRAIN: Duration = Duration::from_secs(3);
+/// How long the HTTP server then waits for connections still open.
+const CONNECTION_DRAIN_SECS: u64 = 3;
 
 /// A gateway bound to its port, ready to run.
 pub struct Application {
@@ -32,17 +43,39 @@ pub struct Application {
     state: Arc<AppState>,
     coordinator_arbiter: ArbiterHandle,
     listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
+    drain: Arc<Drain>,
 }
 
-/// Stops a running [`Application`] completely: the HTTP server, then the coordinator's arbiter.
-/// Stopping the coordinator drops its leader-lock connection, so with several instances the
-/// next one takes over the fleet poll at its next tick (tests use it to "kill" an instance).
+/// Whether a graceful shutdown began and whether it is complete.
+struct Drain {
+    started: AtomicBool,
+    finished: watch::Sender<bool>,
+}
+
+impl Drain {
+    fn new() -> Drain {
+        Drain {
+            started: AtomicBool::new(false),
+            finished: watch::channel(false).0,
+        }
+    }
+
+    async fn wait_finished(&self) {
+        let mut rx = self.finished.subscribe();
+        let _ = tokio::time::timeout(SHUTDOWN_BUDGET * 2, rx.wait_for(|done| *done)).await;
+    }
+}
+
+/// Stops a running [`Application`]: gracefully ([`Stopper::shut_down`], what SIGTERM does) or
+/// at once ([`Stopper::stop`]).
 #[derive(Clone)]
 pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     coordinator_arbiter: ArbiterHandle,
     coordinator: Addr<BbbCoordinator>,
     listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
+    state: Arc<AppState>,
+    drain: Arc<Drain>,
 }
 
 /// Stops the change listener's thread, if there is one (off the async workers: it joins).
@@ -60,18 +93,68 @@ async fn stop_listener(listener: Option<Arc<std::sync::Mutex<Option<ChangeListen
 }
 
 impl Stopper {
-    /// Stops both and waits (bounded) until the coordinator is gone.
+    /// Stops the HTTP server at once (open connections dropped), then the coordinator's
+    /// arbiter, and waits (bounded) until the coordinator is gone. Stopping the coordinator
+    /// drops its leader-lock connection, so with several instances the next one takes over the
+    /// fleet poll at its next tick (tests use it to "kill" an instance).
     pub async fn stop(self) {
         self.server.stop(false).await;
-        stop_listener(self.listener).await;
+        self.stop_coordinator(Duration::from_secs(5)).await;
+    }
+
+    /// Stops the change listener and the coordinator's arbiter, and waits until the
+    /// coordinator is gone, at most `within`.
+    async fn stop_coordinator(&self, within: Duration) {
+        stop_listener(self.listener.clone()).await;
         self.coordinator_arbiter.stop();
-        for _ in 0..500 {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
             if !self.coordinator.connected() {
                 return;
             }
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
-        log::warn!("the coordinator did not stop within 5 s");
+        log::warn!("the coordinator did not stop within {within:?}");
+    }
+
+    /// The graceful shutdown SIGTERM and SIGINT trigger, within [`SHUTDOWN_BUDGET`]:
+    /// 1. every session gets a close frame 1001 ("going away") at once, its `bbb.*` requests in
+    ///    flight answered `bbb.failed` first, so clients reconnect to another instance (a
+    ///    connection that arrives meanwhile gets 1001 as soon as it is upgraded);
+    /// 2. once they are gone, the server stops accepting and waits for the other open
+    ///    connections to end;
+    /// 3. `bbb.*` requests the coordinator is still working on may finish (their meetings are
+    ///    recorded), then the coordinator stops.
+    ///
+    /// Calling it again waits for the first call to finish.
+    pub async fn shut_down(self) {
+        if self.drain.started.swap(true, Ordering::SeqCst) {
+            return self.drain.wait_finished().await;
+        }
+        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        let told = self.state.sessions.shut_down();
+        log::info!("shutting down: {told} session(s) told to reconnect elsewhere");
+        // Sessions end within about two seconds (close frame, the client's answer). Waiting
+        // for them first lets the server stop at once: its graceful stop looks at open
+        // connections only once a second.
+        let left = self.state.sessions.wait_until_empty(SESSION_DRAIN).await;
+        if left > 0 {
+            log::info!("{left} session(s) still closing");
+        } else if told > 0 {
+            // The connections of the last sessions end on their worker threads right after.
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.server.stop(true).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let left = self.state.bbb_in_flight.wait_idle(remaining).await;
+        if left > 0 {
+            log::warn!("shutting down with {left} BBB request(s) unfinished");
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.stop_coordinator(remaining.max(Duration::from_millis(500)))
+            .await;
+        log::info!("shut down");
+        self.drain.finished.send_replace(true);
     }
 }
 
@@ -181,18 +264,22 @@ impl Application {
         );
         let changes = listen_for_changes(&db, &coordinator);
         let refresh = Duration::from_millis(settings.cache.refresh_interval_ms);
+        let sessions = Arc::default();
         let state = Arc::new(AppState {
             settings,
-            db,
+            db: db.clone(),
             worlds: worlds.clone(),
             coordinator,
             joins,
             end_callback_key,
             session,
+            sessions: Arc::clone(&sessions),
+            bbb_in_flight: Arc::default(),
             metrics,
             started_at: Instant::now(),
         });
         actix_web::rt::spawn(refresh_worlds(worlds, refresh));
+        actix_web::rt::spawn(UserRefresher::new(db, sessions, refresh).run(refresh));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -200,7 +287,10 @@ impl Application {
                 .configure(crate::http::routes)
                 .configure(crate::admin::routes)
         })
-        .shutdown_timeout(5)
+        .on_connect(crate::http::socket::remember_socket)
+        // Signals are handled by `run_until_signal`, which shuts down gracefully.
+        .disable_signals()
+        .shutdown_timeout(CONNECTION_DRAIN_SECS)
         .listen(listener)?
         .run();
         Ok(Application {
@@ -209,6 +299,7 @@ impl Application {
             state,
             coordinator_arbiter,
             listener: changes,
+            drain: Arc::new(Drain::new()),
         })
     }
 
@@ -232,16 +323,83 @@ impl Application {
             coordinator_arbiter: self.coordinator_arbiter.clone(),
             coordinator: self.state.coordinator.clone(),
             listener: self.listener.clone(),
+            state: self.state.clone(),
+            drain: self.drain.clone(),
         }
     }
 
-    /// Serves until the server stops (signal or handle), then stops the coordinator, which
-    /// releases the poll leadership at once instead of at process exit.
+    /// Serves until the server stops (a [`Stopper`] or handle), then stops the coordinator,
+    /// which releases the poll leadership at once instead of at process exit. After a graceful
+    /// shutdown it returns once that is complete.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let drain = self.drain.clone();
         let result = self.server.await;
-        stop_listener(self.listener).await;
-        self.coordinator_arbiter.stop();
+        if drain.started.load(Ordering::SeqCst) {
+            drain.wait_finished().await;
+        } else {
+            stop_listener(self.listener).await;
+            self.coordinator_arbiter.stop();
+        }
         result
+    }
+
+    /// Serves until SIGTERM or SIGINT (listened for since `signals` was installed), then shuts
+    /// down gracefully ([`Stopper::shut_down`]).
+    pub async fn run_until_signal(self, signals: ShutdownSignals) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        let on_signal = actix_web::rt::spawn(async move {
+            let name = signals.recv().await;
+            log::info!("{name} received, shutting down");
+            stopper.shut_down().await;
+        });
+        let result = self.run_until_stopped().await;
+        on_signal.abort();
+        result
+    }
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), listened for from [`ShutdownSignals::install`] on: install it
+/// before start-up work, so a signal that arrives meanwhile is not lost (and does not kill the
+/// process the default way).
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts listening; needs a running Tokio runtime.
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// Waits for the first signal; returns its name.
+    pub async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
 use crate::join::JoinTable;
 use crate::metrics::Metrics;
+use crate::session::in_flight::InFlight;
+use crate::session::registry::SessionRegistry;
 use crate::session::SessionConfig;
 use crate::world::WorldCache;
 
@@ -25,6 +27,10 @@ pub struct AppState {
     /// Verifies the tokens of BBB's end callbacks.
     pub end_callback_key: EndCallbackKey,
     pub session: SessionConfig,
+    /// Every open session: shutdown and user changes reach them through it.
+    pub sessions: Arc<SessionRegistry>,
+    /// `bbb.*` requests the coordinator is working on; a shutdown waits for them.
+    pub bbb_in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     pub started_at: Instant,
 }

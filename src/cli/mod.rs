@@ -4,6 +4,7 @@
 mod calls;
 mod client;
 mod servers;
+mod users;
 mod worlds;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Manage private calls.
     #[command(subcommand)]
     Call(calls::CallCommand),
+    /// Moderate users.
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// Mint a JWT signed with the world's first secret (for tests and demos).
     Token(worlds::TokenArgs),
     /// Send one request over the WebSocket protocol and print the reply (for demos).
@@ -68,6 +72,7 @@ pub fn run() -> i32 {
         Command::Server(cmd) => servers::run(&settings, cmd),
         Command::World(cmd) => worlds::run(&settings, cmd),
         Command::Call(cmd) => calls::run(&settings, cmd),
+        Command::User(cmd) => users::run(&settings, cmd),
         Command::Token(args) => worlds::token(&settings, args),
         Command::Client(args) => client::run(args),
     };
@@ -89,6 +94,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
+        let signals = crate::startup::ShutdownSignals::install()?;
         let app = if demo {
             crate::demo::start(settings).await?
         } else {
@@ -96,7 +102,7 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             log::info!("bbb-gateway listening on port {}", app.port());
             app
         };
-        app.run_until_stopped().await?;
+        app.run_until_signal(signals).await?;
         Ok(())
     })
 }

@@ -9,6 +9,7 @@ pub mod schema;
 
 pub mod calls;
 pub mod changes;
+pub mod demo_state;
 pub mod leader_lock;
 pub mod meetings;
 pub mod secrets;

@@ -38,6 +38,9 @@ diesel::table! {
         traits -> Text,
         moderation_state -> Text,
         created_at -> BigInt,
+        version -> BigInt,
+        changed_at -> BigInt,
+        token_profile -> Nullable<Text>,
     }
 }
 
@@ -127,6 +130,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     calls,
     call_members,
 );
+
+diesel::table! {
+    demo_state (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
 
 diesel::table! {
     bbb_server_status (server_id) {

@@ -74,6 +74,60 @@ fn every_login_stores_traits_and_merges_the_token_profile() {
 }
 
 #[test]
+fn a_token_profile_keeps_what_the_frontend_stored_and_the_size_bound() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let a = find_or_create_token_user(conn, "w", "bob", &[], None).unwrap();
+        let stored = json!({"display_name": "Bob", "greeted": true,
+            "avatar": {"identicon": "x"}, "fields": {"org": "O"}});
+        update_profile(conn, &a.id, &stored.to_string()).unwrap();
+        let b = find_or_create_token_user(
+            conn,
+            "w",
+            "bob",
+            &[],
+            Some(&json!({"display_name": "Robert"})),
+        )
+        .unwrap();
+        let mut expected = stored.clone();
+        expected["display_name"] = json!("Robert");
+        assert_eq!(serde_json::from_str::<Value>(&b.profile).unwrap(), expected);
+        // A huge token profile: only its name and avatar are taken.
+        let huge = json!({"display_name": "Rob", "bio": "x".repeat(9000)});
+        let c = find_or_create_token_user(conn, "w", "bob", &[], Some(&huge)).unwrap();
+        expected["display_name"] = json!("Rob");
+        assert_eq!(serde_json::from_str::<Value>(&c.profile).unwrap(), expected);
+        assert!(c.profile.len() <= crate::user::MAX_PROFILE_BYTES);
+        // The user renames themself; logins with the same claim keep that name, a changed
+        // claim brings the organiser's.
+        let renamed = json!({"display_name": "Bobby", "greeted": true});
+        update_profile(conn, &a.id, &renamed.to_string()).unwrap();
+        let same = json!({"display_name": "Rob", "bio": "x".repeat(9000)});
+        let e = find_or_create_token_user(conn, "w", "bob", &[], Some(&same)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&e.profile).unwrap(), renamed);
+        let f = find_or_create_token_user(
+            conn,
+            "w",
+            "bob",
+            &[],
+            Some(&json!({"display_name": "Robert B."})),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&f.profile).unwrap(),
+            json!({"display_name": "Robert B.", "greeted": true})
+        );
+        // And on creation.
+        let d = find_or_create_token_user(conn, "w", "dora", &[], Some(&huge)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&d.profile).unwrap(),
+            json!({"display_name": "Rob"})
+        );
+    })
+    .unwrap();
+}
+
+#[test]
 fn client_users_profiles_and_moderation() {
     for_each_backend(|conn| {
         world(conn, "w");
@@ -84,7 +138,7 @@ fn client_users_profiles_and_moderation() {
             find_or_create_client_user(conn, "w", "c-1").unwrap().id,
             u.id
         );
-        update_profile(conn, &u.id, &json!({"display_name": "Anon"})).unwrap();
+        update_profile(conn, &u.id, r#"{"display_name":"Anon"}"#).unwrap();
         set_moderation(conn, &u.id, Moderation::Silenced).unwrap();
         let u2 = find_or_create_client_user(conn, "w", "c-1").unwrap();
         assert_eq!(u2.profile, r#"{"display_name":"Anon"}"#);
@@ -100,7 +154,7 @@ fn client_users_profiles_and_moderation() {
             Moderation::None
         );
         assert!(matches!(
-            update_profile(conn, "missing", &json!({})),
+            update_profile(conn, "missing", "{}"),
             Err(DbError::Invalid(_))
         ));
         assert!(matches!(
@@ -143,4 +197,61 @@ fn concurrent_logins_create_one_user() {
         });
         assert!(ids.iter().all(|p| p == &ids[0]), "{ids:?}");
     }
+}
+
+#[test]
+fn trait_and_moderation_changes_are_versioned_and_found_by_time() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        let before = now_ms() - 1;
+        let a = find_or_create_token_user(conn, "w", "a", &strings(&["x"]), None).unwrap();
+        let b = find_or_create_token_user(conn, "w", "b", &[], None).unwrap();
+        assert_eq!((a.version, b.version), (0, 0));
+        assert!(
+            changed_since(conn, before).unwrap().is_empty(),
+            "creation is no change"
+        );
+
+        // A profile-only change is not versioned; new traits and moderation are.
+        let same = find_or_create_token_user(
+            conn,
+            "w",
+            "a",
+            &strings(&["x"]),
+            Some(&json!({"display_name": "A"})),
+        )
+        .unwrap();
+        assert_eq!(same.version, 0);
+        let a2 = find_or_create_token_user(conn, "w", "a", &strings(&["x", "y"]), None).unwrap();
+        assert_eq!(a2.version, 1);
+        set_moderation(conn, &b.id, Moderation::Banned).unwrap();
+        set_moderation(conn, &b.id, Moderation::Banned).unwrap();
+        let b2 = find_user(conn, &b.id).unwrap().unwrap();
+        assert_eq!(b2.version, 1, "setting the same state again is no change");
+
+        let mut changed = changed_since(conn, before).unwrap();
+        changed.sort_by(|x, y| x.id.cmp(&y.id));
+        let mut want = vec![
+            (a.id.clone(), strings(&["x", "y"]), Moderation::None, 1),
+            (b.id.clone(), vec![], Moderation::Banned, 1),
+        ];
+        want.sort_by(|x, y| x.0.cmp(&y.0));
+        let got: Vec<_> = changed
+            .iter()
+            .map(|u| (u.id.clone(), u.traits.clone(), u.moderation, u.version))
+            .collect();
+        assert_eq!(got, want);
+        let latest = changed.iter().map(|u| u.changed_at).max().unwrap();
+        assert!(changed_since(conn, latest).unwrap().is_empty());
+        assert_eq!(
+            find_token_user(conn, "w", "b").unwrap().map(|u| u.id),
+            Some(b.id.clone())
+        );
+        assert!(find_token_user(conn, "w", "zz").unwrap().is_none());
+        assert!(matches!(
+            set_moderation(conn, "missing", Moderation::None),
+            Err(DbError::Invalid(_))
+        ));
+    })
+    .unwrap();
 }

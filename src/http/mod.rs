@@ -2,6 +2,7 @@
 
 mod callback;
 mod health;
+pub mod socket;
 mod ws;
 
 use actix_web::web;

@@ -1,6 +1,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::WsResponseBuilder;
 
+use super::socket::ConnectionSocket;
 use crate::protocol::MAX_FRAME_BYTES;
 use crate::session::WsSession;
 use crate::state::AppState;
@@ -30,7 +31,8 @@ pub async fn connect(
     } else {
         None
     };
-    let session = WsSession::new(state.into_inner(), world_id, world);
+    let socket = req.conn_data::<ConnectionSocket>().copied();
+    let session = WsSession::new(state.into_inner(), world_id, world, socket);
     WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_FRAME_BYTES)
         .start()

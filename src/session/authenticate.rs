@@ -8,31 +8,37 @@ use crate::db::users::{self, UserRow};
 use crate::db::Db;
 use crate::permissions::{world_permissions, Moderation, Permission};
 use crate::protocol::{ErrorCode, ErrorReply};
-use crate::user::{Profile, UserContext};
+use crate::user::{Profile, ProfileDocument, UserContext};
 use crate::world::WorldSnapshot;
 
-/// Longest accepted display name; BBB shows it in a narrow user list.
-const MAX_DISPLAY_NAME: usize = 200;
 /// Longest accepted `client_id`.
 const MAX_CLIENT_ID: usize = 200;
 
-fn user_from_row(row: UserRow) -> UserContext {
-    let profile = serde_json::from_str::<Value>(&row.profile)
-        .map(|v| Profile::from_json(&v))
-        .unwrap_or_default();
+/// A successful login: the user as the hot path needs it, and their whole profile.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: UserContext,
+    pub profile: ProfileDocument,
+    /// The stored version of the user's traits and moderation state.
+    pub version: i64,
+}
+
+fn user_from_row(row: UserRow) -> Authenticated {
+    let (document, profile) = ProfileDocument::load(&row.profile);
     let traits = serde_json::from_str::<Vec<String>>(&row.traits).unwrap_or_default();
-    let moderation = match row.moderation_state.as_str() {
-        "banned" => Moderation::Banned,
-        "silenced" => Moderation::Silenced,
-        _ => Moderation::None,
-    };
-    UserContext {
-        id: row.id,
-        world_id: row.world_id,
-        uid: row.token_id,
-        traits,
-        profile,
-        moderation,
+    let moderation = row.moderation();
+    let version = row.version;
+    Authenticated {
+        version,
+        user: UserContext {
+            id: row.id,
+            world_id: row.world_id,
+            uid: row.token_id,
+            traits,
+            profile,
+            moderation,
+        },
+        profile: document,
     }
 }
 
@@ -42,11 +48,11 @@ pub async fn authenticate(
     db: &Db,
     world: &WorldSnapshot,
     payload: &Value,
-) -> Result<UserContext, ErrorReply> {
+) -> Result<Authenticated, ErrorReply> {
     let token = payload.get("token").and_then(Value::as_str);
     let client_id = payload.get("client_id").and_then(Value::as_str);
     let world_id = world.id.clone();
-    let (user, anonymous) = if let Some(token) = token.filter(|t| !t.is_empty()) {
+    let (login, anonymous) = if let Some(token) = token.filter(|t| !t.is_empty()) {
         let claims = verify_token(token, &world.jwt_secrets).map_err(|e| match e {
             AuthError::Expired => ErrorReply::new(ErrorCode::AuthExpiredToken),
             _ => ErrorReply::new(ErrorCode::AuthInvalidToken),
@@ -78,6 +84,7 @@ pub async fn authenticate(
     } else {
         return Err(ErrorReply::new(ErrorCode::AuthMissingIdOrToken));
     };
+    let user = &login.user;
     if user.moderation == Moderation::Banned {
         return Err(ErrorReply::new(ErrorCode::AuthDenied));
     }
@@ -88,7 +95,7 @@ pub async fn authenticate(
             ErrorCode::AuthDenied
         }));
     }
-    Ok(user)
+    Ok(login)
 }
 
 fn db_error(e: crate::db::DbError) -> ErrorReply {
@@ -99,49 +106,27 @@ fn db_error(e: crate::db::DbError) -> ErrorReply {
     )
 }
 
-/// Validates a `user.update` payload into the new profile.
-pub fn parse_profile_update(payload: &Value, current: &Profile) -> Result<Profile, ErrorReply> {
-    let invalid = |m: &str| ErrorReply::with_message(ErrorCode::InvalidMessage, m);
-    let profile = payload
-        .get("profile")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("user.update needs a profile object"))?;
-    let mut next = current.clone();
-    if let Some(name) = profile.get("display_name") {
-        let name = name
-            .as_str()
-            .ok_or_else(|| invalid("profile.display_name must be a string"))?;
-        if name.chars().count() > MAX_DISPLAY_NAME {
-            return Err(invalid(
-                "profile.display_name is too long (200 characters at most)",
-            ));
-        }
-        next.display_name = Some(name.to_owned());
-    }
-    if let Some(avatar) = profile.get("avatar") {
-        next.avatar_url = match avatar {
-            Value::Null => None,
-            Value::Object(o) => match o.get("url") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(u)) if u.is_empty() => None,
-                Some(Value::String(u))
-                    if u.len() <= 2048
-                        && (u.starts_with("https://") || u.starts_with("http://")) =>
-                {
-                    Some(u.clone())
-                }
-                _ => return Err(invalid("profile.avatar.url must be an http(s) URL")),
-            },
-            _ => return Err(invalid("profile.avatar must be an object")),
-        };
-    }
-    Ok(next)
+/// Validates a `user.update` payload: `Some` new profile (replacing the stored one whole, as
+/// venueless does), or `None` when the payload has no `profile` (nothing to change).
+pub fn parse_profile_update(
+    payload: &Value,
+) -> Result<Option<(ProfileDocument, Profile)>, ErrorReply> {
+    let Some(profile) = payload.get("profile") else {
+        return Ok(None);
+    };
+    ProfileDocument::from_client(profile)
+        .map(Some)
+        .map_err(|e| ErrorReply::with_message(ErrorCode::InvalidMessage, e.to_string()))
 }
 
 /// Stores a profile set by `user.update`.
-pub async fn store_profile(db: &Db, user_id: String, profile: &Profile) -> Result<(), ErrorReply> {
-    let json = profile.to_json();
-    db.run(move |conn| users::update_profile(conn, &user_id, &json))
+pub async fn store_profile(
+    db: &Db,
+    user_id: String,
+    profile: &ProfileDocument,
+) -> Result<(), ErrorReply> {
+    let text = profile.as_str().to_owned();
+    db.run(move |conn| users::update_profile(conn, &user_id, &text))
         .await
         .map_err(|e| {
             log::error!("database error storing a profile: {e}");
@@ -159,26 +144,51 @@ mod tests {
 
     #[test]
     fn profile_updates_are_validated() {
-        let cur = Profile::default();
-        let p = parse_profile_update(&json!({"profile": {"display_name": "Ada"}}), &cur).unwrap();
+        let (doc, p) = parse_profile_update(&json!({"profile": {"display_name": "Ada"}}))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.usable_name(), Some("Ada"));
-        let p = parse_profile_update(
+        assert_eq!(doc.as_str(), r#"{"display_name":"Ada"}"#);
+        let (_, p) = parse_profile_update(
             &json!({"profile": {"display_name": " ", "avatar": {"url": "https://x/a.png"}}}),
-            &cur,
         )
+        .unwrap()
         .unwrap();
         assert_eq!(p.usable_name(), None);
         assert_eq!(p.avatar_url.as_deref(), Some("https://x/a.png"));
         for bad in [
-            json!({}),
             json!({"profile": "x"}),
+            json!({"profile": null}),
+            json!({"profile": [1]}),
             json!({"profile": {"display_name": 5}}),
             json!({"profile": {"display_name": "x".repeat(201)}}),
-            json!({"profile": {"avatar": {"url": "javascript:alert(1)"}}}),
-            json!({"profile": {"avatar": 3}}),
+            json!({"profile": {"fields": {"bio": "x".repeat(8 * 1024)}}}),
         ] {
-            let e = parse_profile_update(&bad, &cur).unwrap_err();
+            let e = parse_profile_update(&bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidMessage, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_whole_profile_is_kept_and_only_web_avatars_go_to_bbb() {
+        let sent = json!({"display_name": "Ada", "greeted": true,
+            "avatar": {"identicon": "abc"}, "fields": {"org": "X"}});
+        let (doc, p) = parse_profile_update(&json!({ "profile": sent }))
+            .unwrap()
+            .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(doc.as_str()).unwrap(), sent);
+        assert_eq!(p.avatar_url, None);
+        let (_, p) =
+            parse_profile_update(&json!({"profile": {"avatar": {"url": "javascript:alert(1)"}}}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(p.avatar_url, None);
+    }
+
+    #[test]
+    fn an_update_without_a_profile_changes_nothing() {
+        assert!(parse_profile_update(&json!({"client_state": {}}))
+            .unwrap()
+            .is_none());
     }
 }

@@ -3,16 +3,26 @@
 //! it would cost thousands of small allocations per user, whose holes then fragment the heap
 //! that thousands of idle sessions live in. Here the only allocation is the output string.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::permissions::{room_permissions, world_permissions, Permission, PermissionSet, Subject};
-use crate::user::{Profile, UserContext};
+use crate::user::{ProfileDocument, UserContext};
 use crate::world::{ModuleFile, RoomSnapshot, WorldSnapshot};
 
-/// `["authenticated", {"user.config": …, "world.config": …}]` as PROTOCOL.md gives it: the
-/// user, the world and the rooms this user may view (module configs always `{}`).
-pub fn authenticated_frame(world: &WorldSnapshot, user: &UserContext) -> String {
-    let payload = Payload { world, user };
+/// `["authenticated", {"user.config": …, "world.config": …, …}]` as PROTOCOL.md gives it: the
+/// user, the world and the rooms this user may view (module configs always `{}`), then the
+/// chat, exhibition and announcement keys, empty: the frontend's store reads each of them on
+/// every login and stops (no rooms, no video) when one is missing.
+pub fn authenticated_frame(
+    world: &WorldSnapshot,
+    user: &UserContext,
+    profile: &ProfileDocument,
+) -> String {
+    let payload = Payload {
+        world,
+        user,
+        profile,
+    };
     // Serialising borrowed strings and sequences into a String cannot fail.
     serde_json::to_string(&("authenticated", payload)).unwrap_or_default()
 }
@@ -20,13 +30,14 @@ pub fn authenticated_frame(world: &WorldSnapshot, user: &UserContext) -> String 
 struct Payload<'a> {
     world: &'a WorldSnapshot,
     user: &'a UserContext,
+    profile: &'a ProfileDocument,
 }
 
 impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let subject = self.user.subject();
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("user.config", &UserConfig(self.user))?;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("user.config", &UserConfig(self.user, self.profile))?;
         m.serialize_entry(
             "world.config",
             &WorldConfig {
@@ -34,44 +45,24 @@ impl Serialize for Payload<'_> {
                 subject: &subject,
             },
         )?;
+        m.serialize_entry("chat.channels", &EmptyList)?;
+        m.serialize_entry("chat.read_pointers", &EmptyObject)?;
+        m.serialize_entry("chat.notification_counts", &EmptyObject)?;
+        m.serialize_entry("exhibition", &Exhibition)?;
+        m.serialize_entry("announcements", &EmptyList)?;
         m.end()
     }
 }
 
-struct UserConfig<'a>(&'a UserContext);
+/// The user, with the whole stored profile as it was stored.
+struct UserConfig<'a>(&'a UserContext, &'a ProfileDocument);
 
 impl Serialize for UserConfig<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("id", &self.0.id)?;
-        m.serialize_entry("profile", &ProfileOut(&self.0.profile))?;
+        m.serialize_entry("profile", self.1)?;
         m.serialize_entry("traits", &self.0.traits)?;
-        m.end()
-    }
-}
-
-/// The profile with only the keys it has, as [`Profile::to_json`].
-struct ProfileOut<'a>(&'a Profile);
-
-impl Serialize for ProfileOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if let Some(avatar) = &self.0.avatar_url {
-            m.serialize_entry("avatar", &Url(avatar))?;
-        }
-        if let Some(name) = &self.0.display_name {
-            m.serialize_entry("display_name", name)?;
-        }
-        m.end()
-    }
-}
-
-struct Url<'a>(&'a str);
-
-impl Serialize for Url<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("url", self.0)?;
         m.end()
     }
 }
@@ -172,7 +163,28 @@ struct ModuleOut<'a> {
     module_type: &'a str,
 }
 
-/// `{}`: module configs stay server-side.
+/// `{"exhibitors": [], "contact_requests": []}`: the gateway has no exhibition.
+struct Exhibition;
+
+impl Serialize for Exhibition {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("exhibitors", &EmptyList)?;
+        m.serialize_entry("contact_requests", &EmptyList)?;
+        m.end()
+    }
+}
+
+/// `[]`.
+struct EmptyList;
+
+impl Serialize for EmptyList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_seq(Some(0))?.end()
+    }
+}
+
+/// `{}`: module configs stay server-side, and the chat maps are empty.
 struct EmptyObject;
 
 impl Serialize for EmptyObject {
@@ -187,10 +199,11 @@ mod tests {
 
     use super::*;
     use crate::permissions::Moderation;
+    use crate::user::Profile;
 
     /// The payload as a JSON value, written the obvious way: the reference the streamed
     /// frame must equal.
-    fn reference_payload(world: &WorldSnapshot, user: &UserContext) -> Value {
+    fn reference_payload(world: &WorldSnapshot, user: &UserContext, profile: &Value) -> Value {
         let subject = user.subject();
         let rooms: Vec<Value> = world
             .rooms
@@ -215,14 +228,19 @@ mod tests {
         json!({
             "user.config": {
                 "id": user.id,
-                "profile": user.profile.to_json(),
+                "profile": profile,
                 "traits": user.traits,
             },
             "world.config": {
                 "world": {"id": world.id, "title": world.title},
                 "permissions": world_permissions(world, &subject).names().collect::<Vec<_>>(),
                 "rooms": rooms,
-            }
+            },
+            "chat.channels": [],
+            "chat.read_pointers": {},
+            "chat.notification_counts": {},
+            "exhibition": {"exhibitors": [], "contact_requests": []},
+            "announcements": [],
         })
     }
 
@@ -255,19 +273,19 @@ mod tests {
         }
     }
 
+    fn document(v: &Value) -> (ProfileDocument, Profile) {
+        ProfileDocument::from_client(v).expect("a valid profile")
+    }
+
     #[test]
     fn the_streamed_frame_equals_the_reference_payload() {
         let w = world();
         let profiles = [
-            Profile::default(),
-            Profile {
-                display_name: Some("Ada \"A\" Lovelace".into()),
-                avatar_url: Some("https://a/x.png".into()),
-            },
-            Profile {
-                display_name: Some("Only name".into()),
-                avatar_url: None,
-            },
+            json!({}),
+            json!({"display_name": "Ada \"A\" Lovelace", "avatar": {"url": "https://a/x.png"}}),
+            json!({"display_name": "Only name"}),
+            json!({"display_name": "Greeted", "greeted": true, "avatar": {"identicon": "f00"},
+                "fields": {"org": "Ü \u{1F600}", "nested": [1, 2.5, null, {"a": false}]}}),
         ];
         let cases = [
             (&["member"][..], Moderation::None),
@@ -276,15 +294,16 @@ mod tests {
             (&["member", "mod"][..], Moderation::Banned),
             (&["member"][..], Moderation::Silenced),
         ];
-        for profile in &profiles {
+        for sent in &profiles {
+            let (doc, profile) = document(sent);
             for (traits, moderation) in cases {
                 let u = user(traits, profile.clone(), moderation);
                 let frame: Value =
-                    serde_json::from_str(&authenticated_frame(&w, &u)).expect("valid JSON");
+                    serde_json::from_str(&authenticated_frame(&w, &u, &doc)).expect("valid JSON");
                 assert_eq!(
                     frame,
-                    json!(["authenticated", reference_payload(&w, &u)]),
-                    "{traits:?} {moderation:?} {profile:?}"
+                    json!(["authenticated", reference_payload(&w, &u, sent)]),
+                    "{traits:?} {moderation:?} {sent}"
                 );
             }
         }
@@ -296,6 +315,7 @@ mod tests {
         let frame: Value = serde_json::from_str(&authenticated_frame(
             &w,
             &user(&["member"], Profile::default(), Moderation::None),
+            &ProfileDocument::default(),
         ))
         .unwrap();
         let ids: Vec<&str> = frame[1]["world.config"]["rooms"]

@@ -6,8 +6,13 @@
 
 pub mod authenticate;
 pub mod authenticated;
+mod closing;
+mod control;
+pub mod in_flight;
 pub mod limits;
 pub mod outbox;
+pub mod registry;
+pub mod rooms;
 pub mod routing;
 #[cfg(test)]
 mod tests;
@@ -21,14 +26,17 @@ use actix::{
 };
 use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::coordinator::{BbbCommand, BbbCommandKind, RefreshMeeting};
+use crate::http::socket::ConnectionSocket;
+use crate::permissions::{world_permissions, Permission};
 use crate::protocol::{
-    error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply, Request,
+    error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
+    InvalidFrame, Request,
 };
 use crate::state::AppState;
-use crate::user::UserContext;
+use crate::user::{ProfileDocument, UserContext};
 use crate::world::WorldSnapshot;
 use limits::InvalidFrameLimiter;
 use outbox::{Outbox, Write};
@@ -68,17 +76,39 @@ pub struct WsSession {
     /// `None` when the world does not exist: the session reports it and closes.
     world: Option<Arc<WorldSnapshot>>,
     user: Option<Arc<UserContext>>,
+    /// The user's whole profile, as `authenticated` returns it.
+    profile: ProfileDocument,
+    /// The stored version of the user's traits and moderation held in `user` (see
+    /// [`registry::UserChanged`]).
+    user_version: i64,
     authenticating: bool,
-    /// `bbb.*` requests sent to the coordinator and not answered yet.
-    in_flight: usize,
+    /// `bbb.*` requests sent to the coordinator and not answered yet: a sequence number and
+    /// the request id. Answered at once with `bbb.failed` when the gateway shuts down.
+    pending: Vec<(u64, Option<Value>)>,
+    next_request: u64,
     last_heard: Instant,
     limiter: InvalidFrameLimiter,
     /// Every text frame to the client goes through it (see [`outbox`]).
     outbox: Outbox,
+    /// This session in the process's [`registry::SessionRegistry`].
+    registration: Option<registry::SessionKey>,
+    /// The connection's socket, to close it right after the closing handshake.
+    socket: Option<ConnectionSocket>,
+    /// A close frame was sent: nothing else is sent, and incoming frames other than the
+    /// client's close frame are ignored.
+    closing: bool,
 }
 
 impl WsSession {
-    pub fn new(app: Arc<AppState>, world_id: String, world: Option<Arc<WorldSnapshot>>) -> Self {
+    /// A session for `world_id` (`world` is `None` when it does not exist) on the connection
+    /// whose socket is `socket` (when the server remembers sockets, see
+    /// [`crate::http::socket`]).
+    pub fn new(
+        app: Arc<AppState>,
+        world_id: String,
+        world: Option<Arc<WorldSnapshot>>,
+        socket: Option<ConnectionSocket>,
+    ) -> Self {
         let limiter =
             InvalidFrameLimiter::new(app.session.max_invalid_frames, app.session.invalid_window);
         Self {
@@ -86,11 +116,17 @@ impl WsSession {
             world_id,
             world,
             user: None,
+            profile: ProfileDocument::default(),
+            user_version: 0,
             authenticating: false,
-            in_flight: 0,
+            pending: Vec::new(),
+            next_request: 0,
             last_heard: Instant::now(),
             limiter,
             outbox: Outbox::default(),
+            registration: None,
+            socket,
+            closing: false,
         }
     }
 
@@ -102,33 +138,32 @@ impl WsSession {
             .or_else(|| self.world.clone())
     }
 
-    fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: &str) {
-        self.send(
-            ctx,
-            error_frame(
-                None,
-                &ErrorReply::with_message(ErrorCode::InvalidMessage, message),
-            ),
-        );
+    /// Answers a frame that is not a well-formed request (echoing its id when it has one) and
+    /// counts it against the flood limit.
+    fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: InvalidFrame) {
+        self.send(ctx, frame.error_frame());
         if self.limiter.record(Instant::now()) {
             log::info!("closing a session that sent too many invalid frames");
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Policy,
-                description: Some("too many invalid messages".into()),
-            }));
-            ctx.stop();
+            self.close_and_wait(
+                ctx,
+                CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("too many invalid messages".into()),
+                },
+            );
         }
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let req = match parse_frame(text) {
             Ok(r) => r,
-            Err(message) => return self.invalid(ctx, &message),
+            Err(invalid) => return self.invalid(ctx, invalid),
         };
         match route(&req, self.user.is_some()) {
             Route::Pong => self.send(ctx, json!(["pong", req.payload]).to_string()),
             Route::Authenticate => self.authenticate(req, ctx),
             Route::UserUpdate => self.user_update(req, ctx),
+            Route::RoomPresence(presence) => self.room_presence(&req, presence, ctx),
             Route::RoomUrl => {
                 if !self.answer_warm_join(&req, ctx) {
                     self.forward(req, ctx, |room| BbbCommandKind::RoomUrl { room }, "room")
@@ -147,15 +182,20 @@ impl WsSession {
         }
     }
 
+    /// Runs `authenticate`. Its errors carry the request's id when the frame had one (the
+    /// frontend sends it without, and then treats `auth.*` errors as fatal).
     fn authenticate(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(world) = self.current_world() else {
-            return self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::WorldUnknown.into()),
+            );
         };
         if self.authenticating {
             return self.send(
                 ctx,
                 error_frame(
-                    None,
+                    req.id.as_ref(),
                     &ErrorReply::with_message(
                         ErrorCode::InvalidMessage,
                         "authentication in progress",
@@ -165,56 +205,90 @@ impl WsSession {
         }
         self.authenticating = true;
         let db = self.app.db.clone();
+        let Request { id, payload, .. } = req;
         async move {
-            let result = authenticate::authenticate(&db, &world, &req.payload).await;
+            let result = authenticate::authenticate(&db, &world, &payload).await;
             (result, world)
         }
         .into_actor(self)
-        .map(|(result, world), act, ctx| {
+        .map(move |(result, world), act, ctx| {
             act.authenticating = false;
             match result {
-                Ok(user) => {
-                    let frame = authenticated::authenticated_frame(&world, &user);
+                Ok(login) => {
+                    let frame =
+                        authenticated::authenticated_frame(&world, &login.user, &login.profile);
                     act.send(ctx, frame);
-                    act.user = Some(Arc::new(user));
+                    if let Some(key) = act.registration {
+                        act.app.sessions.bind_user(key, &login.user.id);
+                    }
+                    act.user = Some(Arc::new(login.user));
+                    act.user_version = login.version;
+                    act.profile = login.profile;
                 }
-                Err(e) => act.send(ctx, error_frame(None, &e)),
+                Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
             }
         })
         .spawn(ctx);
     }
 
+    /// `user.update`: replaces the stored profile whole (a payload without `profile` changes
+    /// nothing, as in venueless); needs `world:view`, so a user banned meanwhile cannot.
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(user) = self.user.clone() else {
+        let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
             return self.send(
                 ctx,
                 error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
             );
         };
-        let profile = match authenticate::parse_profile_update(&req.payload, &user.profile) {
-            Ok(p) => p,
+        if !world_permissions(&world, &user.subject()).contains(Permission::WorldView) {
+            return self.send(ctx, error_frame(req.id.as_ref(), &ErrorCode::Denied.into()));
+        }
+        let (document, profile) = match authenticate::parse_profile_update(&req.payload) {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.send(ctx, success_frame(req.id.as_ref(), json!({}))),
             Err(e) => return self.send(ctx, error_frame(req.id.as_ref(), &e)),
         };
         let db = self.app.db.clone();
         let user_id = user.id.clone();
         let id = req.id;
         async move {
-            let r = authenticate::store_profile(&db, user_id, &profile).await;
-            (r, profile)
+            let r = authenticate::store_profile(&db, user_id, &document).await;
+            (r, document, profile)
         }
         .into_actor(self)
-        .map(move |(result, profile), act, ctx| match result {
+        .map(move |(result, document, profile), act, ctx| match result {
             Ok(()) => {
                 if let Some(current) = &act.user {
                     let mut next = (**current).clone();
                     next.profile = profile;
                     act.user = Some(Arc::new(next));
                 }
+                act.profile = document;
                 act.send(ctx, success_frame(id.as_ref(), json!({})));
             }
             Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
         })
         .spawn(ctx);
+    }
+
+    fn room_presence(
+        &mut self,
+        req: &Request,
+        presence: rooms::Presence,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let (Some(user), Some(world)) = (&self.user, self.current_world()) else {
+            return self.send(
+                ctx,
+                error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
+            );
+        };
+        let (frame, code) = match rooms::check(&world, user, req.str_field("room"), presence) {
+            Ok(()) => (success_frame(req.id.as_ref(), json!({})), "success"),
+            Err(e) => (error_frame(req.id.as_ref(), &e), e.code.as_str()),
+        };
+        self.app.metrics.request(&req.action, code);
+        self.send(ctx, frame);
     }
 
     /// The hot path: a `bbb.room_url` whose checks fail, or whose meeting the coordinator has
@@ -259,7 +333,7 @@ impl WsSession {
                 error_frame(req.id.as_ref(), &ErrorCode::Unauthenticated.into()),
             );
         };
-        if self.in_flight >= self.app.session.max_in_flight {
+        if self.pending.len() >= self.app.session.max_in_flight {
             self.app.metrics.request(&req.action, "too_many_in_flight");
             return self.send(ctx, error_frame(
                 req.id.as_ref(),
@@ -269,7 +343,6 @@ impl WsSession {
                 ),
             ));
         }
-        self.in_flight += 1;
         let target = req.str_field(field).map(str::to_owned);
         let deadline = self.app.settings.join_deadline();
         let command = BbbCommand {
@@ -278,22 +351,37 @@ impl WsSession {
             kind: kind(target),
             deadline: Instant::now() + deadline,
         };
-        let id = req.id;
+        self.next_request += 1;
+        let seq = self.next_request;
+        self.pending.push((seq, req.id));
         let action = req.action;
+        // The coordinator's answer is awaited by a task of its own, counted in `bbb_in_flight`:
+        // when the session goes away first (shutdown), the coordinator still finishes the work
+        // and a shutdown waits for it.
+        let guard = self.app.bbb_in_flight.start();
+        let send = self.app.coordinator.send(command);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix_web::rt::spawn(async move {
+            let result = send.await;
+            drop(guard);
+            let _ = tx.send(result);
+        });
         // Answered by the deadline whatever the coordinator is waiting for.
-        let answer = tokio::time::timeout(deadline, self.app.coordinator.send(command));
-        answer
+        tokio::time::timeout(deadline, rx)
             .into_actor(self)
             .map(move |result, act, ctx| {
+                let Some(at) = act.pending.iter().position(|(s, _)| *s == seq) else {
+                    // Already answered (the gateway is shutting down).
+                    return;
+                };
+                let (_, id) = act.pending.swap_remove(at);
                 let result = match result {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(e)) => {
+                    Ok(Ok(Ok(r))) => r,
+                    Ok(Ok(Err(e))) => {
                         log::error!("coordinator unreachable: {e}");
-                        Err(ErrorReply::with_message(
-                            ErrorCode::BbbFailed,
-                            "the video service is busy, retry in a moment",
-                        ))
+                        Err(busy())
                     }
+                    Ok(Err(_)) => Err(busy()),
                     Err(_) => Err(ErrorReply::with_message(
                         ErrorCode::BbbFailed,
                         "the video servers did not answer in time, please try again shortly",
@@ -303,7 +391,6 @@ impl WsSession {
                     Ok(payload) => (success_frame(id.as_ref(), payload), "success"),
                     Err(e) => (error_frame(id.as_ref(), &e), e.code.as_str()),
                 };
-                act.in_flight = act.in_flight.saturating_sub(1);
                 act.app.metrics.request(&action, code);
                 act.send(ctx, frame);
             })
@@ -311,10 +398,21 @@ impl WsSession {
     }
 }
 
+fn busy() -> ErrorReply {
+    ErrorReply::with_message(
+        ErrorCode::BbbFailed,
+        "the video service is busy, retry in a moment",
+    )
+}
+
 impl WsSession {
     /// Sends a text frame through the outbox: whole, in fragments, or after the fragmented
     /// message under way.
     fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        if self.closing {
+            // Nothing may follow a close frame.
+            return;
+        }
         if let Some(w) = self.outbox.send(frame) {
             Self::write(ctx, w);
         }
@@ -331,6 +429,9 @@ impl WsSession {
         if more {
             // The next fragment on a later turn, once this one has been flushed.
             ctx.run_later(Duration::ZERO, |act, ctx| {
+                if act.closing {
+                    return;
+                }
                 for w in act.outbox.next_turn() {
                     Self::write(ctx, w);
                 }
@@ -344,11 +445,13 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.app.metrics.session_opened();
+        self.registration = self.app.sessions.register(ctx.address());
         if self.world.is_none() {
             self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
-            ctx.close(Some(CloseCode::Normal.into()));
-            ctx.stop();
-            return;
+            return self.close_and_wait(ctx, CloseCode::Normal.into());
+        }
+        if self.registration.is_none() {
+            return self.go_away(ctx);
         }
         let interval = self.app.session.heartbeat_interval;
         let timeout = self.app.session.client_timeout;
@@ -356,13 +459,16 @@ impl Actor for WsSession {
             if act.last_heard.elapsed() > timeout {
                 log::debug!("dropping a silent client");
                 ctx.stop();
-            } else {
+            } else if !act.closing {
                 ctx.ping(b"");
             }
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(key) = self.registration.take() {
+            self.app.sessions.unregister(key);
+        }
         self.app.metrics.session_closed();
     }
 }
@@ -370,6 +476,13 @@ impl Actor for WsSession {
 impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if self.closing {
+            // After our close frame only the client's close frame matters.
+            if let Ok(ws::Message::Close(_)) = msg {
+                self.finish_closing(ctx);
+            }
+            return;
+        }
         match msg {
             Ok(ws::Message::Text(text)) => {
                 if text.len() > crate::protocol::MAX_FRAME_BYTES {
@@ -379,14 +492,21 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Binary(_)) => self.invalid(ctx, "binary frames are not supported"),
-            Ok(ws::Message::Continuation(_)) => {
-                self.invalid(ctx, "fragmented frames are not supported")
-            }
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
+            Ok(ws::Message::Binary(_)) => self.invalid(
+                ctx,
+                InvalidFrame {
+                    id: None,
+                    message: "binary frames are not supported",
+                },
+            ),
+            Ok(ws::Message::Continuation(_)) => self.invalid(
+                ctx,
+                InvalidFrame {
+                    id: None,
+                    message: "fragmented frames are not supported",
+                },
+            ),
+            Ok(ws::Message::Close(reason)) => self.answer_close(ctx, reason),
             Ok(ws::Message::Nop) => {}
             Err(ProtocolError::Overflow) => close_too_big(ctx),
             Err(e) => {
@@ -398,6 +518,8 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     }
 }
 
+/// Closes with 1009 and stops at once: the rest of the oversized frame cannot be read, so
+/// there is no waiting for the client's close frame.
 fn close_too_big(ctx: &mut ws::WebsocketContext<WsSession>) {
     ctx.close(Some(CloseReason {
         code: CloseCode::Size,

@@ -1,6 +1,7 @@
 //! Where a parsed request goes, decided without any I/O so every frame rule of PROTOCOL.md is
 //! unit-testable.
 
+use super::rooms::Presence;
 use crate::protocol::{ErrorCode, Request};
 
 /// What the session does with one request.
@@ -9,6 +10,8 @@ pub enum Route {
     Pong,
     Authenticate,
     UserUpdate,
+    /// `room.enter` / `room.leave`: checks only, see [`rooms`](super::rooms).
+    RoomPresence(Presence),
     RoomUrl,
     CallUrl,
     Recordings,
@@ -27,6 +30,8 @@ pub fn route(req: &Request, authenticated: bool) -> Route {
     }
     match (req.namespace(), req.action.as_str()) {
         (_, "user.update") => Route::UserUpdate,
+        (_, "room.enter") => Route::RoomPresence(Presence::Enter),
+        (_, "room.leave") => Route::RoomPresence(Presence::Leave),
         (_, "bbb.room_url") => Route::RoomUrl,
         (_, "bbb.call_url") => Route::CallUrl,
         (_, "bbb.recordings") => Route::Recordings,
@@ -56,6 +61,7 @@ mod tests {
         for f in [
             r#"["bbb.room_url", 1, {"room": "r"}]"#,
             r#"["user.update", 1, {}]"#,
+            r#"["room.enter", 1, {"room": "r"}]"#,
             r#"["foo.bar", 1, {}]"#,
         ] {
             assert_eq!(
@@ -72,6 +78,18 @@ mod tests {
         assert_eq!(r(r#"["bbb.call_url", 1, {}]"#, true), Route::CallUrl);
         assert_eq!(r(r#"["bbb.recordings", 1, {}]"#, true), Route::Recordings);
         assert_eq!(r(r#"["user.update", 1, {}]"#, true), Route::UserUpdate);
+        assert_eq!(
+            r(r#"["room.enter", 1, {}]"#, true),
+            Route::RoomPresence(Presence::Enter)
+        );
+        assert_eq!(
+            r(r#"["room.leave", 1, null]"#, true),
+            Route::RoomPresence(Presence::Leave)
+        );
+        assert_eq!(
+            r(r#"["room.react", 1, {}]"#, true),
+            Route::Reject(ErrorCode::UnknownCommand)
+        );
         assert_eq!(
             r(r#"["bbb.bla", 1, {}]"#, true),
             Route::Reject(ErrorCode::BbbUnsupportedCommand)

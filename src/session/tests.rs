@@ -142,6 +142,8 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
         joins: joins.clone(),
         end_callback_key: crate::end_callback::EndCallbackKey::from_bytes([1; 32]),
         session,
+        sessions: Arc::default(),
+        bbb_in_flight: Arc::default(),
         metrics: Arc::new(Metrics::new()),
         started_at: Instant::now(),
     });
@@ -492,23 +494,31 @@ async fn a_large_authenticated_frame_arrives_in_fragments_before_later_replies()
 async fn invalid_frames_get_an_error_and_the_session_lives_on() {
     let h = harness(SessionConfig::default()).await;
     let mut c = h.member("m").await;
-    for bad in [
-        "not json",
-        "{\"a\": 1}",
-        "[1, 2, 3]",
-        "[\"x\", 1, []]",
-        "[]",
-        "[\"x\"]",
-        "[\"x\", {}, {}]",
-        "[\"x\", [1], {}]",
-        "\"str\"",
-        "null",
+    for (bad, id) in [
+        ("not json", None),
+        ("{\"a\": 1}", None),
+        ("[1, 2, 3]", Some(json!(2))),
+        ("[\"x\", 1, []]", Some(json!(1))),
+        ("[\"x\", \"s\", 7]", Some(json!("s"))),
+        ("[]", None),
+        ("[\"x\"]", None),
+        ("[\"x\", {}, {}]", None),
+        ("[\"x\", [1], {}]", None),
+        ("\"str\"", None),
+        ("null", None),
     ] {
         c.send_text(bad).await.unwrap();
         let reply = next(&mut c).await;
         assert_eq!(reply[0], "error", "{bad}");
-        assert_eq!(reply[1]["code"], "protocol.invalid_message", "{bad}");
-        assert!(reply[1]["message"].is_string(), "{bad}");
+        let payload = match &id {
+            Some(id) => {
+                assert_eq!(&reply[1], id, "{bad}");
+                &reply[2]
+            }
+            None => &reply[1],
+        };
+        assert_eq!(payload["code"], "protocol.invalid_message", "{bad}");
+        assert!(payload["message"].is_string(), "{bad}");
     }
     c.send_binary(b"\x00\xff").await.unwrap();
     assert_eq!(next(&mut c).await[1]["code"], "protocol.invalid_message");

@@ -164,12 +164,23 @@ pub(crate) async fn client_page(
         .get("sessionToken")
         .and_then(|t| shared.lock().sessions.get(t).cloned());
     let body = match session {
-        Some(s) => format!(
-            "<!doctype html><title>bbb-sim</title><h1>bbb-sim</h1><p>{} joined meeting <b>{}</b> as {}.</p>",
-            escape(&s.full_name),
-            escape(&s.meeting_id),
-            if s.moderator { "moderator" } else { "viewer" }
-        ),
+        Some(s) => {
+            let role = if s.moderator { "moderator" } else { "viewer" };
+            // A page that embeds the client (as the frontend does, in an iframe of another
+            // origin) learns that the user is in the meeting: a simulator addition for
+            // browser tests, who cannot read a cross-origin frame.
+            let message = serde_json::json!({
+                "bbbSim": {"joined": true, "meetingID": s.meeting_id, "fullName": s.full_name, "role": role},
+            })
+            .to_string()
+            .replace('<', "\\u003c");
+            format!(
+                "<!doctype html><title>bbb-sim</title><h1>bbb-sim</h1><p>{} joined meeting <b>{}</b> as {role}.</p>\
+                 <script>if (window.parent !== window) window.parent.postMessage({message}, \"*\");</script>",
+                escape(&s.full_name),
+                escape(&s.meeting_id),
+            )
+        }
         None => "<!doctype html><title>bbb-sim</title><p>Unknown or expired session.</p>".into(),
     };
     HttpResponse::Ok()

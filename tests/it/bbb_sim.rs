@@ -178,6 +178,10 @@ async fn create_join_and_poll_round_trip() {
     let (status, _, page) = get(&location).await;
     assert_eq!(status, 200);
     assert!(page.contains("room-1") && page.contains("viewer"), "{page}");
+    assert!(
+        page.contains("window.parent.postMessage({\"bbbSim\""),
+        "{page}"
+    );
 
     let meetings = c.get_meetings(&ep).await.unwrap();
     assert_eq!(meetings.len(), 2);

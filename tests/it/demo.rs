@@ -45,13 +45,11 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-#[test]
-fn demo_prints_commands_that_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/demo.sqlite3", dir.path().display());
+/// Starts `serve --demo` on the database `db`; returns the process and what it printed.
+fn start_demo(db: &str) -> (KillOnDrop, Vec<String>) {
     let child = Command::new(BIN)
         .args(["serve", "--demo"])
-        .env("BBB_GATEWAY__DATABASE__URL", &db)
+        .env("BBB_GATEWAY__DATABASE__URL", db)
         .env("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -73,16 +71,83 @@ fn demo_prints_commands_that_work() {
             "demo did not start"
         );
     }
-    let field = |name: &str| {
-        printed
-            .iter()
-            .find_map(|l| {
-                l.trim_start()
-                    .strip_prefix(name)
-                    .map(|v| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| panic!("no {name} in {printed:?}"))
-    };
+    (child, printed)
+}
+
+/// The value printed after `name` (e.g. `"attendee token:"`).
+fn printed_field(printed: &[String], name: &str) -> String {
+    printed
+        .iter()
+        .find_map(|l| {
+            l.trim_start()
+                .strip_prefix(name)
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {printed:?}"))
+}
+
+/// Runs `client` against `ws` with `token` and returns its output.
+fn room_url_with(ws: &str, token: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "client",
+            "--url",
+            ws,
+            "--token",
+            token,
+            "bbb.room_url",
+            r#"{"room": "demo-room"}"#,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// Tokens the demo printed are valid for seven days, so they must survive a restart of the
+/// demo on the same data directory: the world's secret and the generated admin token are kept
+/// in the database.
+#[test]
+fn demo_tokens_survive_a_restart_on_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/demo.sqlite3", dir.path().display());
+    let (mut first, printed) = start_demo(&db);
+    let attendee = printed_field(&printed, "attendee token:");
+    let admin = printed_field(&printed, "admin token:");
+    // SAFETY: signals the child this test started and still owns.
+    assert_eq!(unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = first.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+
+    let (_second, printed) = start_demo(&db);
+    assert_eq!(printed_field(&printed, "admin token:"), admin);
+    let ws = printed_field(&printed, "websocket:");
+    let out = room_url_with(&ws, &attendee);
+    assert!(
+        out.status.success(),
+        "a token from the first start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("role=VIEWER"));
+    let port = url::Url::parse(&ws).unwrap().port().unwrap();
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {admin}"))
+        .arg(format!("http://127.0.0.1:{port}/api/v1/status"))
+        .output();
+    if let Ok(out) = status {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "the admin token works"
+        );
+    }
+}
+
+#[test]
+fn demo_prints_commands_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/demo.sqlite3", dir.path().display());
+    let (_child, printed) = start_demo(&db);
+    let field = |name: &str| printed_field(&printed, name);
     let ws = field("websocket:");
     assert!(
         ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws/world/demo/"),

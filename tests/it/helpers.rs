@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bbb_gateway::config::Settings;
 use bbb_gateway::session::SessionConfig;
-use bbb_gateway::startup::Application;
+use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;
 use serde_json::Value;
 
@@ -17,6 +17,7 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     _dir: tempfile::TempDir,
     handle: actix_web::dev::ServerHandle,
+    stopper: Stopper,
 }
 
 impl Drop for TestApp {
@@ -53,16 +54,23 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), session: SessionC
     let port = app.port();
     let state = app.state();
     let handle = app.handle();
+    let stopper = app.stopper();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         port,
         state,
         _dir: dir,
         handle,
+        stopper,
     }
 }
 
 impl TestApp {
+    /// The graceful shutdown SIGTERM triggers (see `Stopper::shut_down`).
+    pub async fn shut_down(&self) {
+        self.stopper.clone().shut_down().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

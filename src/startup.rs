@@ -12,11 +12,10 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
-use crate::config::{redact_url, Settings};
+use crate::config::{redact_url, SessionConfig, Settings};
 use crate::coordinator::{BbbCoordinator, CoordinatorSettings, WarmJoins};
 use crate::db::Db;
 use crate::metrics::{MeteredBbbApi, Metrics};
-use crate::session::SessionConfig;
 use crate::state::AppState;
 use crate::world::WorldCache;
 

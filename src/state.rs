@@ -5,11 +5,10 @@ use std::time::Instant;
 
 use actix::Addr;
 
-use crate::config::Settings;
+use crate::config::{SessionConfig, Settings};
 use crate::coordinator::{BbbCoordinator, WarmJoins};
 use crate::db::Db;
 use crate::metrics::Metrics;
-use crate::session::SessionConfig;
 use crate::world::WorldCache;
 
 /// Application-wide state, built once by [`startup`](crate::startup).

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::bbb::{ChecksumAlgorithm, Secret};
-use crate::config::Settings;
+use crate::config::{SessionConfig, Settings};
 use crate::coordinator::{PollNow, ReloadServers};
 use crate::db::servers::{self, NewServer};
-use crate::session::SessionConfig;
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::startup::Application;
 use crate::world::JwtSecret;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bbb_gateway::bbb::ChecksumAlgorithm;
 use bbb_gateway::client::WsClient as RawClient;
+use bbb_gateway::config::SessionConfig;
 use bbb_gateway::db::{testing::TestDb, DbConn};
-use bbb_gateway::session::SessionConfig;
 use diesel::connection::SimpleConnection;
 use serde_json::{json, Value};
 

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bbb_gateway::config::Settings;
-use bbb_gateway::session::SessionConfig;
+use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::startup::Application;
 use bbb_gateway::state::AppState;
 use serde_json::Value;

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
 use bbb_gateway::client::WsClient;
-use bbb_gateway::config::Settings;
+use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::coordinator::{FleetStatus, GetFleetStatus};
 use bbb_gateway::db::servers::{self, NewServer};
 use bbb_gateway::db::testing::TestDb;
-use bbb_gateway::session::SessionConfig;
 use bbb_gateway::sim::SimHandle;
 use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;

@@ -10,13 +10,13 @@ pub mod client;
 pub mod config;
 pub mod coordinator;
 pub mod db;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod permissions;
 pub mod protocol;
 pub mod session;
-pub mod sim;
 pub mod startup;
 pub mod state;
 pub mod user;

@@ -13,9 +13,9 @@ use crate::bbb::{ChecksumAlgorithm, Secret};
 use crate::config::{SessionConfig, Settings};
 use crate::coordinator::{PollNow, ReloadServers};
 use crate::db::servers::{self, NewServer};
-use crate::sim::{self, SimConfig, SimHandle};
 use crate::startup::Application;
 use crate::world::JwtSecret;
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 
 use super::world;
 

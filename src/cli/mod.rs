@@ -90,7 +90,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = if demo {
-            crate::demo::start(settings).await?
+            start_demo(settings).await?
         } else {
             let app = crate::startup::Application::build(settings).await?;
             log::info!("bbb-gateway listening on port {}", app.port());
@@ -99,6 +99,16 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+#[cfg(feature = "demo")]
+async fn start_demo(settings: Settings) -> anyhow::Result<crate::startup::Application> {
+    crate::demo::start(settings).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_settings: Settings) -> anyhow::Result<crate::startup::Application> {
+    anyhow::bail!("--demo needs bbb-gateway built with its `demo` feature (on by default)")
 }
 
 /// Opens the database (applying migrations) for a one-shot admin command.

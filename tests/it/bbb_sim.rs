@@ -7,7 +7,7 @@ use bbb_gateway::bbb::{
     join_url, AwcBbbClient, BbbApi, BbbClientConfig, BbbError, ChecksumAlgorithm, CreateMeeting,
     JoinParams, Role, Secret, ServerEndpoint,
 };
-use bbb_gateway::sim::{self, SimConfig, SimHandle};
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 const SECRET: &str = "sim-secret-0123456789";

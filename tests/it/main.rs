@@ -7,6 +7,7 @@ mod bbb_join;
 mod bbb_sim;
 mod bench_smoke;
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod faults;
 mod fleet;

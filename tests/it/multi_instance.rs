@@ -12,9 +12,9 @@ use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::coordinator::{FleetStatus, GetFleetStatus};
 use bbb_gateway::db::servers::{self, NewServer};
 use bbb_gateway::db::testing::TestDb;
-use bbb_gateway::sim::SimHandle;
 use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;
+use bbb_sim::SimHandle;
 use serde_json::{json, Value};
 
 use crate::fleet::{calls, open_join, port_of, query, sim_secret, start_sim};

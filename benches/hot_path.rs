@@ -4,8 +4,8 @@
 
 use std::hint::black_box;
 
+use bbb_bench::world;
 use bbb_gateway::bbb::{ChecksumAlgorithm, MeetingInfo, Secret, ServerEndpoint};
-use bbb_gateway::bench::world;
 use bbb_gateway::coordinator::meetings::JoinTarget;
 use bbb_gateway::coordinator::placement::{self, Candidate};
 use bbb_gateway::coordinator::{join_url, WarmJoins};

@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod auth;
 pub mod bbb;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

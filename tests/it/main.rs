@@ -5,7 +5,6 @@ mod admin;
 mod bad_input;
 mod bbb_join;
 mod bbb_sim;
-mod bench_smoke;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;

@@ -1,7 +1,7 @@
 //! bbb-gateway: turns eventyay/venueless room and call ids into signed BigBlueButton join URLs,
 //! spreading meetings over a BBB fleet by live load.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
 pub mod bbb;
 pub mod cli;
@@ -10,12 +10,12 @@ pub mod config;
 pub mod coordinator;
 pub mod db;
 #[cfg(feature = "demo")]
-pub mod demo;
-pub mod http;
-pub mod metrics;
+pub(crate) mod demo;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub mod permissions;
 pub mod protocol;
-pub mod session;
+pub(crate) mod session;
 pub mod startup;
 pub mod state;
 pub mod user;

@@ -18,7 +18,7 @@ use crate::config::Settings;
     version,
     about = "WebSocket gateway that load-balances eventyay/venueless video calls over BigBlueButton servers"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file (TOML) whose keys override the built-in defaults.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run migrations, then serve WebSocket, admin REST, health and metrics.
     Serve {
         /// Also start an in-process BBB simulator and seed a demo world, printing tokens.

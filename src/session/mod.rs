@@ -23,7 +23,6 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::json;
 
-pub use crate::config::SessionConfig;
 use crate::coordinator::{BbbCommand, BbbCommandKind};
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply, Request,

@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the join hot path (issue 6): the permission check on a realistic
+//! Micro-benchmarks of the join hot path: the permission check on a realistic
 //! world, placement over 100 servers carrying 10,000 meetings, and building + signing a join
 //! URL. Run with `cargo bench --bench hot_path`.
 

@@ -1,11 +1,11 @@
-//! Micro-benchmarks of the join hot path (issue 6): the permission check on a realistic
+//! Micro-benchmarks of the join hot path: the permission check on a realistic
 //! world, placement over 100 servers carrying 10,000 meetings, and building + signing a join
 //! URL. Run with `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 
+use bbb_bench::world;
 use bbb_gateway::bbb::{ChecksumAlgorithm, MeetingInfo, Secret, ServerEndpoint};
-use bbb_gateway::bench::world;
 use bbb_gateway::coordinator::placement::{self, Candidate};
 use bbb_gateway::db::servers::ServerState;
 use bbb_gateway::ids::ServerId;

@@ -2,12 +2,12 @@
 //! an in-process bbb-sim, registers it, seeds a demo world and prints how to use it.
 
 use anyhow::Context;
+use bbb_sim::{self as sim, SimConfig};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::sim::{self, SimConfig};
 use crate::startup::{open_database, Application};
 
 /// Tag of the servers the demo registers, so the next demo run replaces them.

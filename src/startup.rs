@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
-use crate::config::{redact_url, Settings};
+use crate::config::{redact_url, SessionConfig, Settings};
 use crate::coordinator::{
     BbbCoordinator, CoordinatorSettings, EndCallbacks, MeetingEnded, PollNow,
 };
@@ -23,7 +23,6 @@ use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
 use crate::join::JoinTable;
 use crate::metrics::{MeteredBbbApi, Metrics};
-use crate::session::SessionConfig;
 use crate::state::AppState;
 use crate::user_refresh::UserRefresher;
 use crate::world::WorldCache;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use actix::Addr;
 
-use crate::config::Settings;
+use crate::config::{SessionConfig, Settings};
 use crate::coordinator::BbbCoordinator;
 use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
@@ -13,7 +13,6 @@ use crate::join::JoinTable;
 use crate::metrics::Metrics;
 use crate::session::in_flight::InFlight;
 use crate::session::registry::SessionRegistry;
-use crate::session::SessionConfig;
 use crate::world::WorldCache;
 
 /// Application-wide state, built once by [`startup`](crate::startup).

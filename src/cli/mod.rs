@@ -19,7 +19,7 @@ use crate::config::Settings;
     version,
     about = "WebSocket gateway that load-balances eventyay/venueless video calls over BigBlueButton servers"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file (TOML) whose keys override the built-in defaults.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -29,7 +29,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run migrations, then serve WebSocket, admin REST, health and metrics.
     Serve {
         /// Also start an in-process BBB simulator and seed a demo world, printing tokens.
@@ -96,7 +96,7 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let signals = crate::startup::ShutdownSignals::install()?;
         let app = if demo {
-            crate::demo::start(settings).await?
+            start_demo(settings).await?
         } else {
             let app = crate::startup::Application::build(settings).await?;
             log::info!("bbb-gateway listening on port {}", app.port());
@@ -105,6 +105,16 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         app.run_until_signal(signals).await?;
         Ok(())
     })
+}
+
+#[cfg(feature = "demo")]
+async fn start_demo(settings: Settings) -> anyhow::Result<crate::startup::Application> {
+    crate::demo::start(settings).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_settings: Settings) -> anyhow::Result<crate::startup::Application> {
+    anyhow::bail!("--demo needs bbb-gateway built with its `demo` feature (on by default)")
 }
 
 /// Opens the database (applying migrations) for a one-shot admin command.

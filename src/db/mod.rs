@@ -5,7 +5,7 @@
 //! same Diesel code on whichever backend is connected. Blocking Diesel work never runs on the
 //! async workers: [`Db::run`] moves it to the blocking thread pool.
 
-pub mod schema;
+pub(crate) mod schema;
 
 pub mod calls;
 pub mod changes;
@@ -13,7 +13,7 @@ pub mod demo_state;
 pub mod leader_lock;
 pub mod meetings;
 pub mod secrets;
-pub mod server_status;
+pub(crate) mod server_status;
 pub mod servers;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -220,6 +220,28 @@ mod tests {
         db.ping().unwrap();
     }
 
+    /// The bundled libpq is built with TLS, so `sslmode=require` is understood: the server
+    /// either speaks TLS or is refused for not offering it. A libpq without TLS refuses the
+    /// option itself ("SSL support is not compiled in").
+    #[test]
+    fn libpq_speaks_tls() {
+        use diesel::Connection;
+
+        let Some(t) = crate::db::testing::TestDb::postgres() else {
+            return;
+        };
+        let t = t.expect("a PostgreSQL test database");
+        let mut url = url::Url::parse(t.server_url().expect("PostgreSQL")).expect("a URL");
+        url.query_pairs_mut().append_pair("sslmode", "require");
+        match diesel::PgConnection::establish(url.as_str()) {
+            Ok(_) => {}
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("does not support SSL"), "{msg}");
+            }
+        }
+    }
+
     #[test]
     fn unknown_scheme_is_a_config_error() {
         let err = Db::connect("mysql://x", 1, Duration::from_secs(1))

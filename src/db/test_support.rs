@@ -21,8 +21,8 @@ pub fn temp_sqlite() -> (Db, tempfile::TempDir) {
     (db, dir)
 }
 
-/// Runs `f` against a fresh SQLite database, and a fresh PostgreSQL database when
-/// `DATABASE_URL_PG` is set.
+/// Runs `f` against a fresh SQLite database and a fresh PostgreSQL database (see
+/// [`crate::db::testing`]).
 pub fn for_each_backend(f: impl FnMut(&mut DbConn)) {
     crate::db::testing::for_each_backend(f).expect("test database");
 }

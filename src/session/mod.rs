@@ -42,33 +42,6 @@ use limits::InvalidFrameLimiter;
 use outbox::{Outbox, Write};
 use routing::{route, Route};
 
-/// Timing and abuse limits of a session; tests shorten them.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// How often an idle client is pinged.
-    pub heartbeat_interval: Duration,
-    /// A client silent this long is dropped.
-    pub client_timeout: Duration,
-    /// Invalid frames tolerated within `invalid_window` before closing with 1008.
-    pub max_invalid_frames: usize,
-    pub invalid_window: Duration,
-    /// `bbb.*` requests one session may have in flight; more are refused at once so one
-    /// client cannot queue unbounded work on the coordinator that all sessions share.
-    pub max_in_flight: usize,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval: Duration::from_secs(10),
-            client_timeout: Duration::from_secs(30),
-            max_invalid_frames: 20,
-            invalid_window: Duration::from_secs(60),
-            max_in_flight: 8,
-        }
-    }
-}
-
 /// The WebSocket session actor.
 pub struct WsSession {
     app: Arc<AppState>,

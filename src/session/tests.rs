@@ -11,12 +11,11 @@ use actix_web::{web, App, HttpServer};
 use futures_util::future::LocalBoxFuture;
 use serde_json::{json, Value};
 
-use super::SessionConfig;
 use crate::bbb::{
     BbbApi, BbbError, CreateMeeting, CreateResponse, MeetingInfo, Recording, ServerEndpoint,
 };
 use crate::client::{Closed, WsClient};
-use crate::config::Settings;
+use crate::config::{SessionConfig, Settings};
 use crate::coordinator::{BbbCoordinator, CoordinatorSettings};
 use crate::db::testing::TestDb;
 use crate::metrics::Metrics;

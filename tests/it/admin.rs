@@ -241,8 +241,10 @@ async fn panic_moves_meetings_to_another_server() {
     let url2 = bob.room_url("room_1").await;
     assert_eq!(port_of(&url2), other_port);
     // the meeting was ended on the server it left, not on the target
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(calls(first_port).await.iter().any(|(c, _)| c == "end"));
+    wait_until("end on the panicked server", WAIT, async || {
+        calls(first_port).await.iter().any(|(c, _)| c == "end")
+    })
+    .await;
     assert!(!calls(other_port).await.iter().any(|(c, _)| c == "end"));
     let (status, _) = post(&app, "/api/v1/servers/4242/panic", Some(TOKEN), "").await;
     assert_eq!(status, 404);

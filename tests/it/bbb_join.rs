@@ -1,8 +1,6 @@
 //! `bbb.room_url`, `bbb.call_url` and `bbb.recordings` end to end: WebSocket → gateway →
 //! bbb-sim, checking what a browser and a real BBB would see.
 
-use std::time::Duration;
-
 use bbb_gateway::bbb::ChecksumAlgorithm;
 use bbb_gateway::coordinator::SetServerState;
 use bbb_gateway::db::calls;
@@ -267,20 +265,23 @@ async fn a_dead_server_moves_the_next_joins_elsewhere() {
     sim_a.stop().await;
     // the next join notices (create fails or the poller takes A offline) and lands on B
     let mut moved = None;
-    for i in 0..20 {
+    let mut id = 10;
+    wait_until("a join answered on the live server", WAIT, async || {
+        id += 1;
         let reply = bob
-            .request("bbb.room_url", 10 + i, json!({"room": "room_1"}))
+            .request("bbb.room_url", id, json!({"room": "room_1"}))
             .await;
         if reply[0] == "success" {
             let url = reply[2]["url"].as_str().unwrap().to_owned();
             if port_of(&url) == sim_b.port() {
                 moved = Some(url);
-                break;
+                return true;
             }
         }
         refresh(&app).await;
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    }
+        false
+    })
+    .await;
     let url = moved.expect("the meeting moved to the live server");
     assert_eq!(open_join(&url).await, Ok("viewer".into()));
     assert_ne!(port_of(&url), port_a);

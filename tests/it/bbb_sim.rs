@@ -7,8 +7,10 @@ use bbb_gateway::bbb::{
     join_url, AwcBbbClient, BbbApi, BbbClientConfig, BbbError, ChecksumAlgorithm, CreateMeeting,
     JoinParams, Role, Secret, ServerEndpoint,
 };
-use bbb_gateway::sim::{self, SimConfig, SimHandle};
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::{json, Value};
+
+use crate::helpers::{wait_until, WAIT};
 
 const SECRET: &str = "sim-secret-0123456789";
 
@@ -316,11 +318,19 @@ async fn checksum_errors_like_bbb() {
     restricted.stop().await;
 }
 
+/// The ids of the meetings `ep` lists, sorted.
+async fn meeting_ids(c: &AwcBbbClient, ep: &ServerEndpoint) -> Vec<String> {
+    let meetings = c.get_meetings(ep).await.expect("getMeetings");
+    let mut ids: Vec<String> = meetings.into_iter().map(|m| m.meeting_id).collect();
+    ids.sort();
+    ids
+}
+
 #[actix_web::test]
 async fn meetings_expire_on_bbb_schedule() {
-    // 300: a BBB minute lasts 200 ms.
+    // 120: a BBB minute lasts 500 ms, so the two expiries below are 2 s apart.
     let sim = start_sim(SimConfig {
-        time_scale: 300.0,
+        time_scale: 120.0,
         ..sim_config()
     })
     .await;
@@ -340,18 +350,21 @@ async fn meetings_expire_on_bbb_schedule() {
         json!({"meetingID": "left", "participants": 0}),
     )
     .await;
-    assert_eq!(c.get_meetings(&ep).await.unwrap().len(), 2);
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    let ids: Vec<_> = c
-        .get_meetings(&ep)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.meeting_id)
-        .collect();
-    assert_eq!(ids, vec!["nobody".to_string()]); // last user left > 1 BBB minute ago
-    actix_web::rt::time::sleep(Duration::from_millis(700)).await;
-    assert!(c.get_meetings(&ep).await.unwrap().is_empty());
+    assert_eq!(meeting_ids(&c, &ep).await, ["left", "nobody"]);
+    wait_until(
+        "the meeting its last user left to expire (1 BBB minute)",
+        WAIT,
+        async || !meeting_ids(&c, &ep).await.contains(&"left".to_string()),
+    )
+    .await;
+    // A meeting nobody joined lives 5 BBB minutes, 4 more than the one above.
+    assert_eq!(meeting_ids(&c, &ep).await, ["nobody"]);
+    wait_until(
+        "the meeting nobody joined to expire (5 BBB minutes)",
+        WAIT,
+        async || meeting_ids(&c, &ep).await.is_empty(),
+    )
+    .await;
     // After expiry a join URL fails, and create starts a new instance.
     let late = join_url(&ep, &join_params("nobody", Role::Viewer, None));
     assert!(get(&late).await.2.contains("invalidMeetingIdentifier"));

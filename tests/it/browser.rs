@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
+use bbb_gateway::config::SessionConfig;
 use bbb_gateway::coordinator::{PollNow, ReloadServers};
 use bbb_gateway::db::servers::{self, NewServer};
-use bbb_gateway::session::SessionConfig;
 use bbb_gateway::startup::{Application, Stopper};
 use serde_json::{json, Value};
 

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use bbb_gateway::bbb::ChecksumAlgorithm;
 use bbb_gateway::client::WsClient as RawClient;
+use bbb_gateway::config::SessionConfig;
 use bbb_gateway::db::{testing::TestDb, DbConn};
-use bbb_gateway::session::SessionConfig;
 use diesel::connection::SimpleConnection;
 use serde_json::{json, Value};
 
 use crate::fleet::{add_sim, control, open_join, port_of, query, refresh};
-use crate::helpers::{spawn_app_with, test_settings, token_for, TestApp};
-use crate::multi_instance::{wait_for, world, Instance};
+use crate::helpers::{spawn_app_with, test_settings, token_for, wait_until, TestApp};
+use crate::multi_instance::{world, Instance};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -108,7 +108,7 @@ async fn set_database_available(base: &str, name: &str, available: bool) {
     actix_web::web::block(move || {
         let admin = bbb_gateway::db::Db::connect(&base, 1, Duration::from_secs(10)).unwrap();
         let DbConn::Postgres(mut c) = admin.get().unwrap() else {
-            unreachable!("DATABASE_URL_PG is PostgreSQL")
+            unreachable!("the test server is PostgreSQL")
         };
         c.batch_execute(&format!(
             "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {available}"
@@ -129,11 +129,10 @@ async fn set_database_available(base: &str, name: &str, available: bool) {
 #[actix_web::test]
 async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
     let Some(pg) = TestDb::postgres() else {
-        eprintln!("skipped: DATABASE_URL_PG is unset (CI sets it)");
-        return;
+        return; // reported as skipped by TestDb
     };
-    let pg = pg.unwrap();
-    let base = std::env::var(bbb_gateway::db::testing::PG_URL_VAR).unwrap();
+    let pg = pg.expect("a fresh PostgreSQL database");
+    let base = pg.server_url().expect("a PostgreSQL server").to_owned();
     let name = url::Url::parse(&pg.url)
         .unwrap()
         .path()
@@ -174,11 +173,15 @@ async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
     set_database_available(&base, &name, true).await;
     // The pool replaces its dead connections: the same join succeeds again.
     let mut id = 3;
-    wait_for("a new meeting after the database returns", async || {
-        id += 1;
-        let reply = bob.request("bbb.room_url", id, json!({"room": "r1"})).await;
-        reply[0] == "success"
-    })
+    wait_until(
+        "a new meeting after the database returns",
+        WAIT,
+        async || {
+            id += 1;
+            let reply = bob.request("bbb.room_url", id, json!({"room": "r1"})).await;
+            reply[0] == "success"
+        },
+    )
     .await;
 }
 
@@ -247,7 +250,7 @@ async fn restart_keeps_meetings_calls_and_server_states() {
                 .id,
         );
     }
-    wait_for("servers known", async || {
+    wait_until("servers known", WAIT, async || {
         first.status().await.servers.len() == 2
     })
     .await;
@@ -289,7 +292,7 @@ async fn restart_keeps_meetings_calls_and_server_states() {
     drop(first);
 
     let second = Instance::start(settings()).await;
-    wait_for("servers known again", async || {
+    wait_until("servers known again", WAIT, async || {
         second.status().await.servers.len() == 2
     })
     .await;

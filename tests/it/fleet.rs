@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
 use bbb_gateway::coordinator::{PollNow, ReloadServers};
 use bbb_gateway::db::servers::{self, NewServer};
-use bbb_gateway::sim::{self, SimConfig, SimHandle};
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::Value;
 
 use crate::helpers::TestApp;

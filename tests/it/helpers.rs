@@ -1,10 +1,9 @@
 //! Spawns the real gateway on port 0 with a temp database, plus a small WebSocket client.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bbb_gateway::config::Settings;
-use bbb_gateway::session::SessionConfig;
+use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;
 use serde_json::Value;
@@ -152,8 +151,25 @@ pub struct WsClient {
     inner: bbb_gateway::client::WsClient,
 }
 
-/// How long a test waits for a frame.
-const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits for a frame, or for something the gateway does in the background.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// How often [`wait_until`] checks its condition.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Checks `condition` every few milliseconds until it holds; fails the test, naming `what`, when
+/// it still does not hold after `within`. Tests wait for what they expect to happen, never for a
+/// fixed time, so a slow machine makes them slower, not red.
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        actix_web::rt::time::sleep(POLL).await;
+    }
+}
 
 impl WsClient {
     pub async fn send(&mut self, v: Value) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bbb_gateway::bbb::ServerEndpoint;
 use bbb_gateway::bbb::{AwcBbbClient, BbbApi, BbbClientConfig, ChecksumAlgorithm, Secret};
 use bbb_gateway::coordinator::{GetFleetStatus, PollNow};
-use bbb_gateway::sim::{self, SimConfig, SimHandle};
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 use crate::fleet::*;
@@ -28,23 +28,13 @@ pub fn scaled_sim_config(i: usize) -> SimConfig {
     }
 }
 
-/// Waits (polling every 10 ms) until `condition` holds; panics naming it after 15 s.
-pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// How long the conditions of these tests may take.
+const WITHIN: Duration = Duration::from_secs(15);
 
 /// Lets the confirmation TTL pass: what the gateway knew before is no longer trusted.
 async fn ttl_passes() {
     let since = Instant::now();
-    wait_for("the confirmation TTL passed", || async move {
+    wait_until("the confirmation TTL passed", WITHIN, async || {
         since.elapsed() > TTL
     })
     .await;
@@ -57,7 +47,7 @@ pub async fn liveness_gateway(callbacks: bool, ttl: Duration) -> TestApp {
             s.bbb.confirm_ttl_ms = ttl.as_millis() as u64;
             s.bbb.end_callbacks = callbacks;
         },
-        bbb_gateway::session::SessionConfig::default(),
+        bbb_gateway::config::SessionConfig::default(),
     )
     .await;
     app.import_world(&sample_world("w1")).await;
@@ -143,9 +133,12 @@ async fn next_join_works(
     callbacks: bool,
     before: u64,
 ) {
-    wait_for("BBB ended the meeting", || async { !runs(url, i).await }).await;
+    wait_until("BBB ended the meeting", WITHIN, async || {
+        !runs(url, i).await
+    })
+    .await;
     if callbacks {
-        wait_for("the end callback reached the gateway", || async {
+        wait_until("the end callback reached the gateway", WITHIN, async || {
             end_callbacks_received(app).await > before
         })
         .await;
@@ -310,7 +303,7 @@ async fn end_callbacks_with_forged_or_stale_tokens_are_404_and_change_nothing() 
     // callback, replayed, is stale: 404.
     let before = end_callbacks_received(&app).await;
     end_in_bbb(&url, 1).await;
-    wait_for("the end callback reached the gateway", || async {
+    wait_until("the end callback reached the gateway", WITHIN, async || {
         end_callbacks_received(&app).await > before
     })
     .await;
@@ -472,9 +465,12 @@ async fn run_history(seed: u64, callbacks: bool) -> Vec<String> {
                 } else {
                     set_participants(&url, json!({"participants": 0})).await;
                 }
-                wait_for("BBB ended the meeting", || async { !runs(&url, sim).await }).await;
+                wait_until("BBB ended the meeting", WITHIN, async || {
+                    !runs(&url, sim).await
+                })
+                .await;
                 if callbacks {
-                    wait_for("the end callback reached the gateway", || async {
+                    wait_until("the end callback reached the gateway", WITHIN, async || {
                         end_callbacks_received(&app).await > before
                     })
                     .await;
@@ -526,7 +522,7 @@ async fn run_history(seed: u64, callbacks: bool) -> Vec<String> {
             }
             Step::Pause { ms } => {
                 let since = Instant::now();
-                wait_for("time passed", || async move {
+                wait_until("time passed", WITHIN, async || {
                     since.elapsed() >= Duration::from_millis(ms)
                 })
                 .await;

@@ -5,9 +5,9 @@ mod admin;
 mod bad_input;
 mod bbb_join;
 mod bbb_sim;
-mod bench_smoke;
 mod browser;
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod faults;
 mod fleet;

@@ -1,25 +1,25 @@
 //! Two gateway instances on one PostgreSQL database behave as one: a meeting is placed once
 //! even when both get its first join at the same moment, both hand out URLs for it, only the
 //! elected leader polls the fleet (a new one takes over when it stops), and admin changes made
-//! through one reach the other. Skipped (with a message) when `DATABASE_URL_PG` is unset.
+//! through one reach the other. On the PostgreSQL of `DATABASE_URL_PG`, else on a throwaway one
+//! (see `bbb_gateway::db::testing`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
 use bbb_gateway::client::WsClient;
-use bbb_gateway::config::Settings;
+use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::coordinator::{FleetStatus, GetFleetStatus};
 use bbb_gateway::db::servers::{self, NewServer};
 use bbb_gateway::db::testing::TestDb;
-use bbb_gateway::session::SessionConfig;
-use bbb_gateway::sim::SimHandle;
 use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;
+use bbb_sim::SimHandle;
 use serde_json::{json, Value};
 
 use crate::fleet::{calls, open_join, port_of, query, sim_secret, start_sim};
-use crate::helpers::{test_settings, token_for, WORLD_SECRET};
+use crate::helpers::{test_settings, token_for, wait_until, WORLD_SECRET};
 
 const ADMIN: &str = "test-admin-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
@@ -79,18 +79,6 @@ impl Instance {
     }
 }
 
-/// Polls `check` every 50 ms until it holds; fails the test after `WAIT`.
-pub(crate) async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A world with `n` BBB rooms `r0…`, everyone may join and moderate.
 pub(crate) fn world(n: usize) -> Value {
     let rooms: Vec<Value> = (0..n)
@@ -125,8 +113,7 @@ async fn cluster(rooms: usize) -> Option<Cluster> {
 
 async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
     let Some(db) = TestDb::postgres() else {
-        eprintln!("skipped: DATABASE_URL_PG is unset (CI sets it)");
-        return None;
+        return None; // reported as skipped by TestDb
     };
     let db = db.expect("a fresh PostgreSQL database");
     let sims = vec![start_sim(0).await, start_sim(1).await];
@@ -160,7 +147,7 @@ async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Clu
     let b = Instance::start(settings()).await;
     for i in [&a, &b] {
         i.state.worlds.refresh().await.unwrap();
-        wait_for("both servers known", async || {
+        wait_until("both servers known", WAIT, async || {
             i.status().await.servers.len() == 2
         })
         .await;
@@ -178,7 +165,7 @@ async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Clu
 impl Cluster {
     /// (leader, follower) once exactly one instance leads.
     async fn roles(&self) -> (&Instance, &Instance) {
-        wait_for("exactly one leader", async || {
+        wait_until("exactly one leader", WAIT, async || {
             self.a.status().await.leader != self.b.status().await.leader
         })
         .await;
@@ -257,7 +244,7 @@ async fn only_the_leader_polls_and_followers_show_its_results() {
     let Some(cl) = cluster(1).await else { return };
     let (leader, follower) = cl.roles().await;
     // Followers show the leader's view, including the BBB version it asked for.
-    wait_for("versions on the follower", async || {
+    wait_until("versions on the follower", WAIT, async || {
         let s = follower.status().await;
         s.servers
             .iter()
@@ -269,7 +256,7 @@ async fn only_the_leader_polls_and_followers_show_its_results() {
     let before: Vec<usize> =
         futures_util::future::join_all(cl.sims.iter().map(get_meetings_calls)).await;
     let rounds0 = leader.status().await.stats.poll_rounds;
-    wait_for("three leader rounds", async || {
+    wait_until("three leader rounds", WAIT, async || {
         leader.status().await.stats.poll_rounds >= rounds0 + 3
     })
     .await;
@@ -317,12 +304,12 @@ async fn a_new_leader_takes_over_when_the_leader_stops() {
     assert_eq!(first[0], "success", "{first}");
     leader.stopper.clone().stop().await;
     // The dead leader's lock session ended: the follower leads within a poll interval or two.
-    wait_for("the follower to lead", async || {
+    wait_until("the follower to lead", WAIT, async || {
         follower.status().await.leader
     })
     .await;
     let rounds = follower.status().await.stats.poll_rounds;
-    wait_for("the new leader to poll", async || {
+    wait_until("the new leader to poll", WAIT, async || {
         follower.status().await.stats.poll_rounds > rounds
     })
     .await;
@@ -358,7 +345,7 @@ async fn state_changes_and_panics_through_one_instance_reach_the_other() {
         cl.a.admin_post(&path, json!({"state": "cordoned"})).await,
         200
     );
-    wait_for("B sees the cordon", async || {
+    wait_until("B sees the cordon", WAIT, async || {
         cl.b.status()
             .await
             .servers
@@ -369,13 +356,17 @@ async fn state_changes_and_panics_through_one_instance_reach_the_other() {
     // Panic through A: B forgets the meeting and re-creates it on the other server.
     let path = format!("/api/v1/servers/{hosting}/panic");
     assert_eq!(cl.a.admin_post(&path, json!({})).await, 200);
-    wait_for("B forgets the panicked server's meeting", async || {
-        cl.b.status()
-            .await
-            .servers
-            .iter()
-            .any(|s| s.id == hosting && s.meetings_placed == 0)
-    })
+    wait_until(
+        "B forgets the panicked server's meeting",
+        WAIT,
+        async || {
+            cl.b.status()
+                .await
+                .servers
+                .iter()
+                .any(|s| s.id == hosting && s.meetings_placed == 0)
+        },
+    )
     .await;
     let r = cb
         .request("bbb.room_url", json!(2), json!({"room": "r0"}), WAIT)
@@ -432,12 +423,12 @@ async fn an_end_callback_received_by_one_instance_stops_warm_joins_on_the_other_
     bbb_gateway::bbb::BbbApi::end(&client, &ep, &query(ua)["meetingID"])
         .await
         .unwrap();
-    wait_for("A received the end callback", async || {
+    wait_until("A received the end callback", WAIT, async || {
         cl.a.status().await.stats.end_callbacks == 1
     })
     .await;
     let received = std::time::Instant::now();
-    wait_for("B no longer answers from memory", async || {
+    wait_until("B no longer answers from memory", WAIT, async || {
         cl.b.state.joins.get(key.as_str()).is_none()
     })
     .await;

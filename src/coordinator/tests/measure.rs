@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 
 use super::*;
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
-use crate::sim::{self, SimConfig};
+use bbb_sim::{self as sim, SimConfig};
 
 #[actix_web::test]
 #[ignore = "load measurement; run explicitly"]

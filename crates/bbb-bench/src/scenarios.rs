@@ -1,4 +1,4 @@
-//! The scenarios of issue 6, each returning a [`Report`] related to the `ping` baseline of the
+//! The benchmark scenarios, each returning a [`Report`] related to the `ping` baseline of the
 //! same run. Loops are bounded by counts or by the soak duration; all traffic is loopback.
 
 use std::sync::Arc;

@@ -1,8 +1,8 @@
-//! The load benchmark behind `bbb-bench` (issue 6): opens many authenticated WebSocket
-//! sessions against a gateway with bbb-sim servers on loopback and runs the scenarios
-//! `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `idle` and `soak`, each reported
-//! as a ratio to the baseline of the same run, because absolute figures depend on the machine.
-//! A library module so the integration tests run the same code at tiny scale.
+//! bbb-bench: the load benchmark of the gateway behind the `bbb-bench` binary. It opens many
+//! authenticated WebSocket sessions against a gateway with bbb-sim servers on loopback and runs
+//! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `idle` and `soak`,
+//! each reported as a ratio to the baseline of the same run, because absolute figures depend on
+//! the machine. A library so its tests run the same code at tiny scale.
 
 pub mod conn;
 pub mod pool;
@@ -12,6 +12,9 @@ pub mod stats;
 pub mod sys;
 pub mod target;
 pub mod world;
+
+#[cfg(test)]
+mod smoke_tests;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! BigBlueButton API client: checksums, typed replies, and the [`BbbApi`] trait the coordinator
-//! talks to, so actor tests can script BBB's answers without a network.
+//! bbb-api: the BigBlueButton API as a client sees it. Checksums, typed replies, XML parsing,
+//! signed join URLs, an awc-based client, and the [`BbbApi`] trait that lets callers script
+//! BBB's answers without a network. Nothing here knows about the gateway.
 
 pub mod checksum;
 mod client;

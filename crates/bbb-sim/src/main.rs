@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use bbb_gateway::bbb::ChecksumAlgorithm;
-use bbb_gateway::sim::{self, SimConfig};
+use bbb_api::ChecksumAlgorithm;
+use bbb_sim::{self as sim, SimConfig};
 use clap::Parser;
 
 /// A BigBlueButton API simulator.

@@ -69,8 +69,8 @@ impl Latency {
     }
 }
 
-/// A target of the issue, checked against the figures (never asserted in a test: benchmarks
-/// report, they do not fail).
+/// A performance target (e.g. "p99 <= 2 x ping p99"), checked against the figures (never
+/// asserted in a test: benchmarks report, they do not fail).
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     pub target: String,

@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::bbb::{ChecksumAlgorithm, Secret};
-use crate::config::Settings;
-use crate::coordinator::{PollNow, ReloadServers};
-use crate::db::servers::{self, NewServer};
-use crate::session::SessionConfig;
-use crate::sim::{self, SimConfig, SimHandle};
-use crate::startup::Application;
-use crate::world::JwtSecret;
+use bbb_api::{ChecksumAlgorithm, Secret};
+use bbb_gateway::config::{SessionConfig, Settings};
+use bbb_gateway::coordinator::{PollNow, ReloadServers};
+use bbb_gateway::db::servers::{self, NewServer};
+use bbb_gateway::startup::Application;
+use bbb_gateway::world::JwtSecret;
+use bbb_sim::{self as sim, SimConfig, SimHandle};
 
 use super::world;
 
@@ -244,11 +243,11 @@ async fn in_process(
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     for w in worlds {
-        let file = crate::world::parse_world_file(&w.to_string())
+        let file = bbb_gateway::world::parse_world_file(&w.to_string())
             .map_err(|e| anyhow::anyhow!("bench world: {e:?}"))?;
         state
             .db
-            .run(move |c| crate::world::import_world(c, &file))
+            .run(move |c| bbb_gateway::world::import_world(c, &file))
             .await
             .context("cannot import the bench world")?;
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bbb_gateway::bench::{self, BenchOptions, GatewayMode, Scenario, SetupOptions};
+use crate::{run, world, BenchOptions, GatewayMode, Scenario, SetupOptions};
 
 fn tiny() -> BenchOptions {
     BenchOptions {
@@ -14,8 +14,8 @@ fn tiny() -> BenchOptions {
             rooms: 5,
             spread_sims: 2,
             spread_rooms: 8,
-            world: bench::world::WORLD.into(),
-            secret: bench::world::SECRET.into(),
+            world: world::WORLD.into(),
+            secret: world::SECRET.into(),
         },
         sessions: 12,
         requests: 3,
@@ -37,7 +37,7 @@ fn tiny() -> BenchOptions {
 
 #[actix_web::test]
 async fn every_scenario_runs_at_tiny_scale() {
-    let reports = bench::run(&tiny()).await.expect("the bench runs");
+    let reports = run(&tiny()).await.expect("the bench runs");
     let names: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
     assert_eq!(
         names,

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::world::JwtSecret;
+use bbb_gateway::world::JwtSecret;
 
 /// The benchmark world's id.
 pub const WORLD: &str = "bench";
@@ -78,8 +78,12 @@ pub fn jwt_secret(secret: &str) -> JwtSecret {
 
 /// A token for benchmark user `i`: an attendee with a display name (so joins need nothing
 /// more), valid for a day.
-pub fn token(secret: &JwtSecret, prefix: &str, i: usize) -> Result<String, crate::auth::AuthError> {
-    crate::auth::mint_token(
+pub fn token(
+    secret: &JwtSecret,
+    prefix: &str,
+    i: usize,
+) -> Result<String, bbb_gateway::auth::AuthError> {
+    bbb_gateway::auth::mint_token(
         secret,
         &format!("{prefix}{i}"),
         &["attendee".to_string()],
@@ -95,7 +99,7 @@ mod tests {
     #[test]
     fn worlds_are_valid_world_files() {
         for w in [bench_world(10), spread_world(5)] {
-            crate::world::parse_world_file(&w.to_string()).expect("a valid world file");
+            bbb_gateway::world::parse_world_file(&w.to_string()).expect("a valid world file");
         }
         assert!(token(&jwt_secret(SECRET), "u", 1).is_ok());
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
-use crate::bbb::ChecksumAlgorithm;
+use bbb_api::ChecksumAlgorithm;
 pub use state::FaultMode;
 
 /// How a simulator instance behaves.

@@ -62,7 +62,7 @@ fn error_code(text: &[u8]) -> String {
 async fn next_text(framed: &mut Framed) -> Result<bytes::Bytes, String> {
     let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
     // A message the gateway sent in fragments, being put back together.
-    let mut fragments = crate::client::Reassembler::default();
+    let mut fragments = bbb_gateway::client::Reassembler::default();
     loop {
         match tokio::time::timeout_at(deadline, framed.next()).await {
             Err(_) => return Err("timeout".into()),

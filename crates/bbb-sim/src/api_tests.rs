@@ -1,6 +1,6 @@
 use super::*;
-use crate::bbb::xml;
-use crate::bbb::BbbError;
+use bbb_api::xml;
+use bbb_api::BbbError;
 
 fn ctx(now: Instant) -> Ctx<'static> {
     Ctx {

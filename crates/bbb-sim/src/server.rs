@@ -11,8 +11,8 @@ use super::api::{self, Ctx, Params, Reply};
 use super::state::{CallRecord, FaultMode, SimState};
 use super::xml_out::{escape, failed, XmlOut};
 use super::SimConfig;
-use crate::bbb::checksum::{split_checksum, verify};
-use crate::bbb::{ChecksumAlgorithm, Secret};
+use bbb_api::checksum::{split_checksum, verify};
+use bbb_api::{ChecksumAlgorithm, Secret};
 
 /// Shared by every worker of one simulator instance.
 pub(crate) struct Shared {

@@ -1,4 +1,4 @@
-//! `bbb-bench`: load benchmark of the gateway (issue 6). By default it starts everything in
+//! `bbb-bench`: load benchmark of the gateway. By default it starts everything in
 //! this process on loopback — a gateway on a temp SQLite database, bbb-sim servers, the bench
 //! worlds and tokens — then runs the scenarios and prints a table plus one JSON line each.
 //! See docs/PERFORMANCE.md.
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bbb_gateway::bench::{self, BenchOptions, GatewayMode, Scenario, SetupOptions};
+use bbb_bench::{self as bench, BenchOptions, GatewayMode, Scenario, SetupOptions};
 use clap::Parser;
 
 /// Load benchmark for bbb-gateway: ping baseline, warm joins, cold-start storms, spread over

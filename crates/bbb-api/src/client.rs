@@ -323,4 +323,49 @@ mod tests {
             "{msg}"
         );
     }
+
+    /// The connector has TLS roots and a crypto provider: without one, building it panics.
+    #[actix_rt::test]
+    async fn client_builds_with_tls() {
+        let config = BbbClientConfig::default();
+        assert_eq!(AwcBbbClient::new(config).config(), config);
+    }
+
+    /// An `https://` server is spoken to over TLS: the first bytes on the wire are a TLS
+    /// handshake record, not an "SSL is not supported" error before connecting.
+    #[actix_rt::test]
+    async fn https_servers_get_a_tls_handshake() {
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let first_bytes = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut head = [0u8; 3];
+            socket.read_exact(&mut head).await.expect("read");
+            head
+        });
+        let client = AwcBbbClient::new(BbbClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024,
+        });
+        let server = ServerEndpoint {
+            base_url: format!("https://127.0.0.1:{port}/bigbluebutton"),
+            secret: crate::Secret::new("s"),
+            algorithm: crate::ChecksumAlgorithm::Sha256,
+        };
+        let result = client.get_meetings(&server).await;
+        let head = tokio::time::timeout(Duration::from_secs(10), first_bytes)
+            .await
+            .expect("the client connected")
+            .expect("the listener task");
+        // 0x16: handshake record; 0x03 0x01..0x03: TLS record version.
+        assert_eq!(head[0], 0x16, "not a TLS record: {head:?}");
+        assert_eq!(head[1], 0x03, "not a TLS record: {head:?}");
+        // The listener is no TLS server, so the handshake itself fails.
+        assert!(matches!(result, Err(BbbError::Connect(_))), "{result:?}");
+    }
 }

@@ -57,15 +57,23 @@ impl BbbCoordinator {
 impl Handler<EndCallback> for BbbCoordinator {
     type Result = ResponseActFuture<Self, bool>;
 
-    /// The database decides for every instance (a newer instance there wins) and tells the
-    /// others; when it is unreachable, memory decides for this instance alone.
+    /// Memory ends the meeting at once when it knows it (joins arriving while the database is
+    /// written must not get its URL), unless memory knows a newer instance. The database then
+    /// records it for every instance (a newer instance stored there wins) and tells the others;
+    /// it also decides for meetings memory does not know. When the database is unreachable,
+    /// memory's decision stands.
     fn handle(&mut self, msg: EndCallback, _ctx: &mut Self::Context) -> Self::Result {
         let EndCallback {
             meeting_id,
             issued_at,
         } = msg;
+        let known = self
+            .meetings
+            .by_meeting_id(&meeting_id)
+            .map(|e| e.key.clone());
+        let ended_here = known.as_ref().map(|key| self.apply_end(key, issued_at));
         let db = self.db.clone();
-        let id = meeting_id.clone();
+        let id = meeting_id;
         let stored = async move {
             db.run(move |c| -> Result<Option<MeetingKey>, DbError> {
                 let key = crate::db::meetings::mark_ended(c, &id, issued_at)?;
@@ -77,19 +85,13 @@ impl Handler<EndCallback> for BbbCoordinator {
             .await
         };
         Box::pin(stored.into_actor(self).map(move |res, act, _ctx| {
-            let ended = match res {
-                Ok(Some(key)) => act.apply_end(&key, issued_at),
-                Ok(None) => false,
-                Err(e) => {
-                    log::warn!("cannot store an end callback (deciding from memory): {e}");
-                    match act
-                        .meetings
-                        .by_meeting_id(&meeting_id)
-                        .map(|e| e.key.clone())
-                    {
-                        Some(key) => act.apply_end(&key, issued_at),
-                        None => false,
-                    }
+            let ended = match (res, ended_here) {
+                (_, Some(ended)) => ended,
+                (Ok(Some(key)), None) => act.apply_end(&key, issued_at),
+                (Ok(None), None) => false,
+                (Err(e), None) => {
+                    log::warn!("cannot store an end callback of an unknown meeting: {e}");
+                    false
                 }
             };
             if ended {

@@ -1,9 +1,11 @@
 //! bbb-bench: the load benchmark of the gateway behind the `bbb-bench` binary. It opens many
 //! authenticated WebSocket sessions against a gateway with bbb-sim servers on loopback and runs
-//! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `idle` and `soak`,
+//! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `churn`, `idle` and
+//! `soak`,
 //! each reported as a ratio to the baseline of the same run, because absolute figures depend on
 //! the machine. A library so its tests run the same code at tiny scale.
 
+pub mod churn;
 pub mod conn;
 pub mod pool;
 pub mod scenarios;
@@ -31,6 +33,7 @@ pub enum Scenario {
     WarmJoin,
     ColdStorm,
     Spread,
+    Churn,
     Idle,
     Soak,
 }
@@ -44,11 +47,12 @@ impl FromStr for Scenario {
             "warm-join" => Scenario::WarmJoin,
             "cold-storm" => Scenario::ColdStorm,
             "spread" => Scenario::Spread,
+            "churn" => Scenario::Churn,
             "idle" => Scenario::Idle,
             "soak" => Scenario::Soak,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, idle, soak)"
+                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, churn, idle, soak)"
                 ))
             }
         })
@@ -70,6 +74,8 @@ pub struct BenchOptions {
     /// Handshakes in flight per client thread while connecting.
     pub connect_concurrency: usize,
     pub storm_latency_ms: u64,
+    /// How long `churn` runs.
+    pub churn: Duration,
     /// Scenarios to run after `ping` (which always runs first: it is the baseline).
     pub scenarios: Vec<Scenario>,
 }
@@ -113,7 +119,29 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
         let mut report = match s {
             Scenario::Ping => continue,
             Scenario::WarmJoin => {
-                scenarios::warm_join(&pool, opts.setup.rooms, opts.requests, &baseline).await?
+                scenarios::warm_join(
+                    &pool,
+                    &target.main,
+                    opts.setup.rooms,
+                    opts.requests,
+                    &baseline,
+                )
+                .await?
+            }
+            Scenario::Churn => {
+                if target.churn.is_none() {
+                    log::warn!("churn needs the bench's own servers; skipped");
+                    continue;
+                }
+                churn::churn(
+                    target,
+                    opts.setup.churn_rooms,
+                    opts.sessions,
+                    opts.client_threads,
+                    opts.churn,
+                    &baseline,
+                )
+                .await?
             }
             Scenario::ColdStorm => {
                 scenarios::cold_storm(&pool, &target.main, opts.storm_latency_ms, &baseline).await?

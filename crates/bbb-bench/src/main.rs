@@ -21,7 +21,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "warm-join,cold-storm,spread,idle"
+        default_value = "warm-join,cold-storm,spread,churn,idle"
     )]
     scenarios: Vec<Scenario>,
     /// Where the gateway runs: `in-process` (default; memory figures then include the load
@@ -62,6 +62,15 @@ struct Cli {
     /// Equal bbb-sim servers the spread burst is placed on.
     #[arg(long, default_value_t = 4)]
     spread_sims: usize,
+    /// Rooms of `churn`, whose meetings BBB keeps ending.
+    #[arg(long, default_value_t = 100)]
+    churn_rooms: usize,
+    /// bbb-sim servers of `churn` (one is killed halfway; their BBB minutes last a second).
+    #[arg(long, default_value_t = 3)]
+    churn_sims: usize,
+    /// Duration of `churn` in seconds.
+    #[arg(long, default_value_t = 10)]
+    churn_secs: u64,
     /// Idle sessions of `idle`.
     #[arg(long, default_value_t = 10_000)]
     idle_sessions: usize,
@@ -138,6 +147,8 @@ fn main() -> ExitCode {
             rooms: cli.rooms,
             spread_sims: cli.spread_sims,
             spread_rooms: cli.spread_rooms,
+            churn_sims: cli.churn_sims,
+            churn_rooms: cli.churn_rooms,
             world: cli.world.clone(),
             secret: cli.jwt_secret.clone(),
         },
@@ -149,6 +160,7 @@ fn main() -> ExitCode {
         client_threads: cli.client_threads,
         connect_concurrency: cli.connect_concurrency,
         storm_latency_ms: cli.storm_latency_ms,
+        churn: Duration::from_secs(cli.churn_secs),
         scenarios: cli.scenarios.clone(),
     };
     let system = actix_web::rt::System::new();

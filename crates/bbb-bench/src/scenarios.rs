@@ -59,8 +59,11 @@ pub async fn ping(pool: &ClientPool, requests: usize) -> Report {
 }
 
 /// `warm-join`: `bbb.room_url` for rooms whose meetings run (each room joined once before).
+/// Also counts the creates that reached BBB meanwhile: the background re-confirmations of
+/// meetings that keep being joined (`bbb.confirm_ttl_ms`).
 pub async fn warm_join(
     pool: &ClientPool,
+    w: &WorldTarget,
     rooms: usize,
     requests: usize,
     baseline: &Report,
@@ -74,16 +77,35 @@ pub async fn warm_join(
         anyhow::bail!("warming the rooms failed: {:?}", warmed.errors);
     }
     let script: Script = Arc::new(move |s, n| (n < requests).then(|| ops[(s + n) % rooms].clone()));
+    let creates_before = total_creates(&w.sim_ports).await?;
     let started = Instant::now();
     let tally = pool.run(script).await;
-    let mut r = Report::new("warm-join", pool.sessions(), &tally, started.elapsed());
+    let elapsed = started.elapsed();
+    let mut r = Report::new("warm-join", pool.sessions(), &tally, elapsed);
     r.relate_to(baseline);
     r.set("rooms", rooms);
+    if !w.sim_ports.is_empty() {
+        let creates = total_creates(&w.sim_ports)
+            .await?
+            .saturating_sub(creates_before);
+        r.set("reconfirm_creates", creates);
+        let per_s = creates as f64 / elapsed.as_secs_f64().max(1e-9);
+        r.set("reconfirm_creates_per_s", (per_s * 10.0).round() / 10.0);
+    }
     let tput = r.ratio_throughput.unwrap_or(0.0);
     let p99 = r.ratio_p99.unwrap_or(f64::INFINITY);
     r.target("throughput >= 0.7 x ping", tput >= 0.7);
     r.target("p99 <= 2 x ping p99", p99 <= 2.0);
     Ok(r)
+}
+
+/// Every create the servers at `ports` received so far.
+async fn total_creates(ports: &[u16]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for p in ports {
+        n += simctl::creates(*p).await?.len();
+    }
+    Ok(n)
 }
 
 /// `cold-storm`: every session asks for the same new room at once while BBB takes

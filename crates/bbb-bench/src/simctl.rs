@@ -25,6 +25,28 @@ pub async fn set_latency(port: u16, ms: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `POST /sim/participants`: sets a running meeting's participant count (0: everyone left, and
+/// BBB ends the meeting a minute later).
+pub async fn set_participants(
+    port: u16,
+    meeting_id: &str,
+    participants: u32,
+) -> anyhow::Result<()> {
+    let resp = client()
+        .post(format!("http://127.0.0.1:{port}/sim/participants"))
+        .send_json(&json!({"meetingID": meeting_id, "participants": participants}))
+        .await
+        .map_err(|e| anyhow::anyhow!("bbb-sim on port {port}: {e}"))?;
+    // A meeting that ended meanwhile is a 404: nothing to empty.
+    if !(resp.status().is_success() || resp.status().as_u16() == 404) {
+        bail!(
+            "bbb-sim on port {port} refused the counts: {}",
+            resp.status()
+        );
+    }
+    Ok(())
+}
+
 /// The `create` calls a sim received: their `meta_Room` (or `""`) and `meetingID`.
 pub async fn creates(port: u16) -> anyhow::Result<Vec<(String, String)>> {
     let mut resp = client()
@@ -45,6 +67,38 @@ pub async fn creates(port: u16) -> anyhow::Result<Vec<(String, String)>> {
             let p = &c["params"];
             let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
             (s("meta_Room"), s("meetingID"))
+        })
+        .collect())
+}
+
+/// An end callback a sim sent: the meeting, when it ended and when the gateway answered.
+#[derive(Debug, Clone)]
+pub struct CallbackSent {
+    pub meeting_id: String,
+    pub ended_at_ms: i64,
+    pub answered_at_ms: Option<i64>,
+}
+
+/// `GET /sim/callbacks`: the end callbacks a sim sent so far.
+pub async fn callbacks(port: u16) -> anyhow::Result<Vec<CallbackSent>> {
+    let mut resp = client()
+        .get(format!("http://127.0.0.1:{port}/sim/callbacks"))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("bbb-sim on port {port}: {e}"))?;
+    let list: Value = resp
+        .json()
+        .limit(64 << 20)
+        .await
+        .context("bbb-sim sent an unreadable callback log")?;
+    Ok(list
+        .as_array()
+        .context("bbb-sim callback log is not a list")?
+        .iter()
+        .map(|c| CallbackSent {
+            meeting_id: c["meetingID"].as_str().unwrap_or_default().to_string(),
+            ended_at_ms: c["ended_at_ms"].as_i64().unwrap_or(0),
+            answered_at_ms: c["answered_at_ms"].as_i64(),
         })
         .collect())
 }

@@ -14,6 +14,8 @@ fn tiny() -> BenchOptions {
             rooms: 5,
             spread_sims: 2,
             spread_rooms: 8,
+            churn_sims: 2,
+            churn_rooms: 6,
             world: world::WORLD.into(),
             secret: world::SECRET.into(),
         },
@@ -25,10 +27,12 @@ fn tiny() -> BenchOptions {
         client_threads: 2,
         connect_concurrency: 8,
         storm_latency_ms: 100,
+        churn: Duration::from_secs(2),
         scenarios: vec![
             Scenario::WarmJoin,
             Scenario::ColdStorm,
             Scenario::Spread,
+            Scenario::Churn,
             Scenario::Idle,
             Scenario::Soak,
         ],
@@ -41,7 +45,15 @@ async fn every_scenario_runs_at_tiny_scale() {
     let names: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
     assert_eq!(
         names,
-        ["ping", "warm-join", "cold-storm", "spread", "idle", "soak"]
+        [
+            "ping",
+            "warm-join",
+            "cold-storm",
+            "spread",
+            "churn",
+            "idle",
+            "soak"
+        ]
     );
     let by = |n: &str| reports.iter().find(|r| r.scenario == n).expect(n);
 
@@ -71,6 +83,12 @@ async fn every_scenario_runs_at_tiny_scale() {
     assert_eq!(per.len(), 2);
     assert_eq!(per.iter().sum::<u64>(), 8);
     assert!(per.iter().all(|n| *n > 0), "{per:?}");
+
+    let churn = by("churn");
+    assert!(churn.ok > 0, "{:?}", churn.errors);
+    assert!(churn.extra["urls_followed"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(churn.extra["broken_urls"], 0, "{:?}", churn.extra);
+    assert!(churn.extra["creates"].as_u64().unwrap_or(0) > 0);
 
     let idle = by("idle");
     assert_eq!((idle.sessions, idle.ok), (20, 20), "{:?}", idle.errors);

@@ -41,6 +41,10 @@ pub struct SetupOptions {
     /// Servers and rooms of the spread world.
     pub spread_sims: usize,
     pub spread_rooms: usize,
+    /// Servers and rooms of the churn world (its servers run BBB's timers `CHURN_TIME_SCALE`
+    /// times faster, so meetings expire within the run).
+    pub churn_sims: usize,
+    pub churn_rooms: usize,
     /// For an external gateway: its world and JWT secret.
     pub world: String,
     pub secret: String,
@@ -85,6 +89,38 @@ pub struct WorldTarget {
     pub sim_ports: Vec<u16>,
 }
 
+/// BBB minutes on the churn world's servers last one second.
+pub const CHURN_TIME_SCALE: f64 = 60.0;
+
+/// The churn world's servers, which the `churn` scenario ends meetings on and kills.
+pub struct ChurnFleet {
+    pub world: WorldTarget,
+    /// The shared secret of each server, by position in `world.sim_ports`.
+    pub secrets: Vec<String>,
+    /// The running simulators; `None` once killed.
+    pub sims: std::sync::Mutex<Vec<Option<SimHandle>>>,
+}
+
+impl ChurnFleet {
+    /// Stops server `i` like a crash (its port refuses connections); `false` if it was not
+    /// running.
+    pub async fn kill(&self, i: usize) -> bool {
+        let sim = self
+            .sims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(i)
+            .and_then(Option::take);
+        match sim {
+            Some(s) => {
+                s.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A gateway ready for load, and what keeps it running.
 pub struct Target {
     /// `ws://127.0.0.1:PORT`.
@@ -92,6 +128,8 @@ pub struct Target {
     pub main: WorldTarget,
     /// `None` for an external gateway (its fleet is not ours to count).
     pub spread: Option<WorldTarget>,
+    /// `None` for an external gateway or without churn servers.
+    pub churn: Option<ChurnFleet>,
     pub measured: Measured,
     /// This process's own footprint is excluded from the gateway's when the gateway is a child.
     _keep: Keep,
@@ -128,21 +166,31 @@ impl Target {
         for s in self._keep.sims.drain(..) {
             s.stop().await;
         }
+        if let Some(churn) = self.churn.take() {
+            let sims = churn
+                .sims
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for s in sims.into_iter().flatten() {
+                s.stop().await;
+            }
+        }
     }
 }
 
-fn sim_secret(i: usize) -> String {
+/// The shared secret of bench server `i`.
+pub fn sim_secret(i: usize) -> String {
     format!("bench-sim-{i}-secret-0123456789abcdef")
 }
 
-async fn start_sims(first: usize, n: usize) -> anyhow::Result<Vec<SimHandle>> {
+async fn start_sims(first: usize, n: usize, time_scale: f64) -> anyhow::Result<Vec<SimHandle>> {
     let mut v = Vec::new();
     for i in first..first + n {
         let cfg = SimConfig {
             secret: sim_secret(i),
             checksum: None,
             latency_ms: 0,
-            time_scale: 1.0,
+            time_scale,
         };
         let addr = "127.0.0.1:0".parse().context("loopback address")?;
         v.push(
@@ -165,13 +213,15 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
                 sim_ports: Vec::new(),
             },
             spread: None,
+            churn: None,
             measured: pid.map_or(Measured::Unavailable, Measured::Gateway),
             _keep: Keep::default(),
         });
     }
     let dir = tempfile::tempdir().context("cannot create a temp directory")?;
-    let main_sims = start_sims(0, opts.sims.max(1)).await?;
-    let spread_sims = start_sims(100, opts.spread_sims).await?;
+    let main_sims = start_sims(0, opts.sims.max(1), 1.0).await?;
+    let spread_sims = start_sims(100, opts.spread_sims, 1.0).await?;
+    let churn_sims = start_sims(200, opts.churn_sims, CHURN_TIME_SCALE).await?;
     let registrations: Vec<(String, usize, &str)> = main_sims
         .iter()
         .enumerate()
@@ -182,10 +232,17 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
                 .enumerate()
                 .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD)),
         )
+        .chain(
+            churn_sims
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.base_url(), 200 + i, world::CHURN_WORLD)),
+        )
         .collect();
     let worlds = [
         world::bench_world(opts.rooms.max(1)),
         world::spread_world(opts.spread_rooms.max(1)),
+        world::churn_world(opts.churn_rooms.max(1)),
     ];
     let mut keep = Keep::default();
     let (ws_base, measured) = match &opts.mode {
@@ -213,12 +270,22 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
         secret: world::jwt_secret(world::SECRET),
         sim_ports: ports(&spread_sims),
     });
+    let churn = (!churn_sims.is_empty()).then(|| ChurnFleet {
+        world: WorldTarget {
+            id: world::CHURN_WORLD.into(),
+            secret: world::jwt_secret(world::SECRET),
+            sim_ports: ports(&churn_sims),
+        },
+        secrets: (0..churn_sims.len()).map(|i| sim_secret(200 + i)).collect(),
+        sims: std::sync::Mutex::new(churn_sims.into_iter().map(Some).collect()),
+    });
     keep.sims = main_sims.into_iter().chain(spread_sims).collect();
     keep._dir = Some(dir);
     Ok(Target {
         ws_base,
         main,
         spread,
+        churn,
         measured,
         _keep: keep,
     })

@@ -11,6 +11,8 @@ pub const WORLD: &str = "bench";
 pub const SPREAD_WORLD: &str = "bench-spread";
 /// JWT secret of both benchmark worlds (loopback only; never a real secret).
 pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
+/// The world of the `churn` scenario, served by its own (time-scaled) servers.
+pub const CHURN_WORLD: &str = "bench-churn";
 /// The room every session of `cold-storm` asks for at once.
 pub const STORM_ROOM: &str = "storm";
 
@@ -22,6 +24,11 @@ pub fn warm_room(i: usize) -> String {
 /// Id of spread room `i`.
 pub fn spread_room(i: usize) -> String {
     format!("spread_{i}")
+}
+
+/// Id of churn room `i`.
+pub fn churn_room(i: usize) -> String {
+    format!("churn_{i}")
 }
 
 fn room(id: &str, name: &str) -> Value {
@@ -67,6 +74,14 @@ pub fn spread_world(rooms: usize) -> Value {
     world(SPREAD_WORLD, list, Vec::new())
 }
 
+/// The churn world: `rooms` rooms whose meetings BBB keeps ending.
+pub fn churn_world(rooms: usize) -> Value {
+    let list = (0..rooms)
+        .map(|i| room(&churn_room(i), &format!("Breakout {i}")))
+        .collect();
+    world(CHURN_WORLD, list, Vec::new())
+}
+
 /// The secret tokens are signed with.
 pub fn jwt_secret(secret: &str) -> JwtSecret {
     JwtSecret {
@@ -98,7 +113,7 @@ mod tests {
 
     #[test]
     fn worlds_are_valid_world_files() {
-        for w in [bench_world(10), spread_world(5)] {
+        for w in [bench_world(10), spread_world(5), churn_world(5)] {
             bbb_gateway::world::parse_world_file(&w.to_string()).expect("a valid world file");
         }
         assert!(token(&jwt_secret(SECRET), "u", 1).is_ok());

@@ -7,22 +7,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::server::Shared;
+use super::state::{now_ms, CallbackRecord, DueCallback};
 
 /// How often expired meetings are ended (real time; expiry itself follows `--time-scale`).
 const REAP_EVERY: Duration = Duration::from_millis(50);
 /// How long one callback may take.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sends each URL once, in the background.
-pub(crate) fn send(urls: Vec<String>) {
-    for url in urls {
+/// Sends each callback once, in the background, and records how it went.
+pub(crate) fn send(shared: &Arc<Shared>, due: Vec<DueCallback>) {
+    let ended_at_ms = now_ms();
+    for DueCallback { meeting_id, url } in due {
+        let shared = shared.clone();
         actix_web::rt::spawn(async move {
             let client = awc::Client::builder().timeout(CALLBACK_TIMEOUT).finish();
             // The URL carries the gateway's token: not logged.
-            match client.get(url.as_str()).send().await {
-                Ok(resp) => log::debug!("end callback answered {}", resp.status()),
-                Err(e) => log::warn!("an end callback failed: {e}"),
-            }
+            let (answered_at_ms, outcome) = match client.get(url.as_str()).send().await {
+                Ok(resp) => {
+                    log::debug!("end callback answered {}", resp.status());
+                    (Some(now_ms()), resp.status().as_u16().to_string())
+                }
+                Err(e) => {
+                    log::warn!("an end callback failed: {e}");
+                    (None, e.to_string())
+                }
+            };
+            shared.lock().callbacks_sent.push(CallbackRecord {
+                meeting_id,
+                ended_at_ms,
+                answered_at_ms,
+                outcome,
+            });
         });
     }
 }
@@ -40,6 +55,6 @@ pub(crate) async fn reap(shared: Arc<Shared>) {
             st.purge_expired(Instant::now());
             st.take_callbacks()
         };
-        send(due);
+        send(&shared, due);
     }
 }

@@ -28,8 +28,15 @@ pub(crate) async fn reset(shared: Data) -> HttpResponse {
         st.reset();
         st.take_callbacks()
     };
-    super::callbacks::send(callbacks);
+    super::callbacks::send(&shared, callbacks);
     HttpResponse::Ok().json(json!({ "ok": true }))
+}
+
+/// `GET /sim/callbacks`: every end callback sent, with when the meeting ended and when (and
+/// how) the callee answered.
+pub(crate) async fn callbacks(shared: Data) -> HttpResponse {
+    let sent = shared.lock().callbacks_sent.clone();
+    HttpResponse::Ok().json(sent)
 }
 
 /// Body of `POST /sim/participants`; absent counts stay as they are.

@@ -80,6 +80,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/bigbluebutton/api/{call}", web::post().to(server::call))
         .route("/client/join", web::get().to(server::client_page))
         .route("/sim/calls", web::get().to(control::calls))
+        .route("/sim/callbacks", web::get().to(control::callbacks))
         .route("/sim/reset", web::post().to(control::reset))
         .route("/sim/participants", web::post().to(control::participants))
         .route("/sim/recordings", web::post().to(control::recordings))

@@ -145,7 +145,7 @@ pub(crate) async fn call(
         let reply = api::handle(&mut st, &ctx, &call, &params);
         (reply, st.take_callbacks())
     };
-    super::callbacks::send(callbacks);
+    super::callbacks::send(&shared, callbacks);
     match reply {
         Some(Reply::Xml(body)) => xml(body),
         Some(Reply::Redirect(url)) => HttpResponse::Found()

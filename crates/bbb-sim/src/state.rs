@@ -156,7 +156,30 @@ pub struct SimState {
     pub fault: FaultMode,
     pub fault_latency_ms: u64,
     /// End callbacks of meetings that ended, not called yet (the HTTP layer sends them).
-    pub pending_callbacks: Vec<String>,
+    pub pending_callbacks: Vec<DueCallback>,
+    /// End callbacks sent, with their outcome, oldest first (`GET /sim/callbacks`).
+    pub callbacks_sent: Vec<CallbackRecord>,
+}
+
+/// An end callback due: the meeting that ended and the URL to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCallback {
+    pub meeting_id: String,
+    pub url: String,
+}
+
+/// An end callback that was sent, for `GET /sim/callbacks` (the URL, which carries the
+/// gateway's token, is not kept).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackRecord {
+    #[serde(rename = "meetingID")]
+    pub meeting_id: String,
+    /// When the meeting ended (ms since the epoch).
+    pub ended_at_ms: i64,
+    /// When the gateway's answer arrived; `None` when it did not answer.
+    pub answered_at_ms: Option<i64>,
+    /// The HTTP status it answered, or the error.
+    pub outcome: String,
 }
 
 impl SimState {
@@ -167,7 +190,12 @@ impl SimState {
             return false;
         };
         self.sessions.retain(|_, s| s.meeting_id != meeting_id);
-        self.pending_callbacks.extend(m.end_callback());
+        if let Some(url) = m.end_callback() {
+            self.pending_callbacks.push(DueCallback {
+                meeting_id: m.meeting_id,
+                url,
+            });
+        }
         true
     }
 
@@ -199,7 +227,7 @@ impl SimState {
     }
 
     /// The end callbacks due, to send now.
-    pub fn take_callbacks(&mut self) -> Vec<String> {
+    pub fn take_callbacks(&mut self) -> Vec<DueCallback> {
         std::mem::take(&mut self.pending_callbacks)
     }
 }
@@ -265,7 +293,10 @@ mod tests {
         assert!(!st.end_meeting("m"));
         assert_eq!(
             st.take_callbacks(),
-            vec!["http://gw/bbb/callback/end/tok?meetingID=m&recordingmarks=false".to_string()]
+            vec![DueCallback {
+                meeting_id: "m".into(),
+                url: "http://gw/bbb/callback/end/tok?meetingID=m&recordingmarks=false".into()
+            }]
         );
         assert!(st.take_callbacks().is_empty());
         st.purge_expired(t0 + Duration::from_secs(60));

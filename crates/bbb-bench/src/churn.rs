@@ -134,7 +134,7 @@ async fn chaos(
         let Some(m) = running.get(turn % running.len().max(1)) else {
             continue;
         };
-        if turn % 2 == 0 {
+        if turn.is_multiple_of(2) {
             if api.end(&ep, &m.meeting_id).await.is_ok() {
                 ended += 1;
             }

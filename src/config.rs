@@ -19,6 +19,8 @@ pub struct Settings {
     pub bbb: BbbSettings,
     pub admin: AdminSettings,
     pub cache: CacheSettings,
+    pub cluster: ClusterSettings,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +83,24 @@ impl std::fmt::Debug for AdminSettings {
             self.tokens.len()
         )
     }
+}
+
+/// Several instances on one PostgreSQL database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// How long the poll leader's lease lasts; it is renewed every third of it, and another
+    /// instance takes the poll over at most this long after the leader died.
+    pub lease_ms: u64,
+}
+
+/// What the leader deletes when it has been idle long enough.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Ended or unplaced meetings of private calls and deleted rooms, private calls, and
+    /// anonymous users, idle for this many days.
+    pub days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +219,12 @@ impl Settings {
         positive("bbb.confirm_ttl_ms", self.bbb.confirm_ttl_ms)?;
         positive("bbb.join_deadline_ms", self.bbb.join_deadline_ms)?;
         positive("cache.refresh_interval_ms", self.cache.refresh_interval_ms)?;
+        positive("retention.days", self.retention.days.into())?;
+        if self.cluster.lease_ms < 300 {
+            return Err(ConfigError(
+                "cluster.lease_ms must be at least 300 (it is renewed every third of it)".into(),
+            ));
+        }
         if let Some(url) = &self.http.public_url {
             let parsed = url::Url::parse(url)
                 .map_err(|e| ConfigError(format!("http.public_url is not a URL ({e}): {url:?}")))?;
@@ -230,6 +256,10 @@ impl Settings {
 
     pub fn join_deadline(&self) -> Duration {
         Duration::from_millis(self.bbb.join_deadline_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.cluster.lease_ms)
     }
 
     /// `http.public_url`, or `http://` and the address the listener actually bound.

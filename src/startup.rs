@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, SessionConfig, Settings};
 use crate::coordinator::{
-    BbbCoordinator, CoordinatorSettings, EndCallbacks, MeetingEnded, PollNow,
+    BbbCoordinator, CoordinatorSettings, EndCallbacks, MeetingEnded, PollNow, StepDown,
 };
 use crate::db::changes::{Change, ChangeListener};
 use crate::db::Db;
@@ -104,6 +104,14 @@ impl Stopper {
     /// Stops the change listener and the coordinator's arbiter, and waits until the
     /// coordinator is gone, at most `within`.
     async fn stop_coordinator(&self, within: Duration) {
+        // Hand the poll over at once instead of letting the lease run out.
+        let step_down = self.coordinator.send(StepDown);
+        if actix_web::rt::time::timeout(within / 2, step_down)
+            .await
+            .is_err()
+        {
+            log::warn!("the coordinator did not give the poll lease up in time");
+        }
         stop_listener(self.listener.clone()).await;
         self.coordinator_arbiter.stop();
         let deadline = Instant::now() + within;
@@ -189,6 +197,13 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// This process's name in leases and in-flight creates: its pid and a random part, unique
+/// among the instances sharing a database.
+fn instance_name() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", std::process::id(), &id[..12])
+}
+
 /// Starts the coordinator on `arbiter` (stopping the arbiter stops the coordinator), with the
 /// awc client created there (awc's client is not `Send`). It publishes the meetings sessions
 /// may answer from to `joins`; its creates name `end_callbacks` when given.
@@ -214,6 +229,8 @@ pub fn start_coordinator_on(
         confirm_ttl: settings.confirm_ttl(),
         join_deadline: settings.join_deadline(),
         end_callbacks,
+        lease: settings.lease(),
+        instance: instance_name(),
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));
@@ -336,6 +353,8 @@ impl Application {
         if drain.started.load(Ordering::SeqCst) {
             drain.wait_finished().await;
         } else {
+            let step_down = self.state.coordinator.send(StepDown);
+            let _ = actix_web::rt::time::timeout(Duration::from_secs(2), step_down).await;
             stop_listener(self.listener).await;
             self.coordinator_arbiter.stop();
         }

@@ -161,7 +161,7 @@ impl BbbCoordinator {
             meetings_known: self.meetings.len(),
             creates_in_flight: self.inflight.len(),
             stats,
-            leader: self.leader,
+            leader: self.is_leader(),
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct ServerLive {
     bbb_version: Option<String>,
     /// The index was asked (or is being asked) since the server was seen or came back.
     version_checked: bool,
+    /// What this instance knows about the server is too old to act on (see
+    /// [`super::election`]).
+    stale: bool,
     /// Bumped whenever meetings confirmed here before may no longer be joined as they were:
     /// the endpoint changed (URL, secret, checksum), the server went offline, was disabled or
     /// panicked. Results of work started before a bump are discarded.
@@ -105,6 +108,7 @@ impl ServerLive {
             reservations: Vec::new(),
             bbb_version: None,
             version_checked: false,
+            stale: false,
             generation: 0,
         }
     }
@@ -174,7 +178,12 @@ impl ServerLive {
 
     /// Joins of meetings confirmed here may be answered from memory.
     pub fn trusted(&self) -> bool {
-        self.serves_existing() && !self.suspect()
+        self.serves_existing() && !self.suspect() && !self.stale
+    }
+
+    /// What this instance knows about the server is too old to act on.
+    pub fn stale(&self) -> bool {
+        self.stale
     }
 
     /// The placement view, counting reservations younger than `max_reservation_age`.
@@ -305,6 +314,12 @@ impl Fleet {
         if let Some(s) = self.servers.get_mut(&id) {
             s.reservations.retain(|(m, _)| m != meeting_id);
         }
+    }
+
+    /// Sets whether what is known about `id` is too old; `true` when that changed.
+    pub fn set_stale(&mut self, id: ServerId, stale: bool) -> bool {
+        self.change(id, |s| std::mem::replace(&mut s.stale, stale) != stale)
+            .unwrap_or(false)
     }
 
     /// A contact with `id` succeeded: it is no longer suspect.

@@ -1,13 +1,12 @@
-//! Several gateway instances on one PostgreSQL database: each tick elects the poll leader
-//! (advisory lock, see [`crate::db::leader_lock`]); the leader polls the fleet and stores what
-//! it saw, every other instance follows by reading it back instead of polling BBB itself.
+//! Several gateway instances on one PostgreSQL database: the poll leader (see
+//! [`super::election`]) polls the fleet and stores what it saw, every other instance follows
+//! by reading it back instead of polling BBB itself.
 //!
 //! A follower's round reads the registry (state changes and panics made anywhere), the
 //! leader's `bbb_server_status` (health, load, version) and the stored meetings (placements
 //! made by other instances, and `seen_at`: whether the leader's last poll listed them).
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -15,50 +14,51 @@ use actix::prelude::*;
 use crate::db::meetings::MeetingRow;
 use crate::db::now_ms;
 use crate::db::server_status::ServerStatusRow;
-use crate::db::DbError;
 use crate::ids::ServerId;
 
 use super::fleet::Transition;
 use super::{BbbCoordinator, LocalActFut};
 
 impl BbbCoordinator {
-    /// One tick: elect, then poll (leader) or follow. When the election cannot reach the
-    /// database, the instance keeps its role: a leader keeps tracking BBB health through a
-    /// database outage (two instances polling for a while is harmless, polls only read).
+    /// One tick: poll (leader) or follow, then judge how old what is known about each
+    /// server is.
     pub(super) fn round(&mut self) -> LocalActFut<()> {
-        let db = self.db.clone();
-        let lock = self.leader_lock.clone();
-        let elect = async move {
-            tokio::task::spawn_blocking(move || {
-                lock.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .refresh(&db)
-            })
-            .await
-            .map_err(|e| DbError::Unavailable(format!("election task failed: {e}")))?
+        let step = if self.is_leader() {
+            self.poll_round()
+        } else {
+            self.follow_round()
         };
-        Box::pin(elect.into_actor(self).then(|res, act, _ctx| {
-            match res {
-                Ok(leader) => act.set_leader(leader),
-                Err(e) => log::warn!("leader election failed (keeping the current role): {e}"),
-            }
-            if act.leader {
-                act.poll_round()
-            } else {
-                act.follow_round()
-            }
+        Box::pin(step.map(|(), act, _ctx| {
+            act.judge_staleness();
+            act.publish();
         }))
     }
 
-    fn set_leader(&mut self, leader: bool) {
-        if leader != self.leader {
-            if leader {
-                log::info!("this instance now polls the BBB fleet (leader)");
-            } else {
-                log::info!("another instance polls the BBB fleet; following its results");
+    /// Marks servers whose status is too old to act on (see [`super::election`]).
+    pub(super) fn judge_staleness(&mut self) {
+        let lost = self.lost_database();
+        let leader = self.is_leader();
+        let max_age =
+            i64::try_from((self.settings.poll_interval * 3).as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let ids: Vec<ServerId> = self.fleet.iter().map(|s| s.id()).collect();
+        for id in ids {
+            let old = self.fleet.get(id).is_some_and(|s| {
+                s.last_poll_at_ms()
+                    .is_none_or(|t| now.saturating_sub(t) > max_age)
+            });
+            let stale = lost || (!leader && old);
+            if self.fleet.set_stale(id, stale) {
+                if stale {
+                    log::warn!(
+                        "what is known about server {id} is too old ({}); its meetings are re-confirmed at every join",
+                        if lost { "the database is out of reach" } else { "the leader's last poll is older than 3 poll intervals" }
+                    );
+                } else {
+                    log::info!("server {id}'s status is current again");
+                }
             }
         }
-        self.leader = leader;
     }
 
     /// A follower's round: registry, the leader's status, stored meetings.

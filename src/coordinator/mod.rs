@@ -14,6 +14,7 @@
 mod admin;
 mod background;
 mod create;
+mod election;
 mod ended;
 mod ensure;
 pub mod fleet;
@@ -54,6 +55,7 @@ pub use admin::{
     SetServerState,
 };
 pub use background::Settle;
+pub use election::StepDown;
 pub use ended::{EndCallback, MeetingEnded};
 use ensure::MeetingSpec;
 use fleet::Fleet;
@@ -86,6 +88,10 @@ pub struct CoordinatorSettings {
     pub join_deadline: Duration,
     /// `None`: creates carry no `meta_endCallbackUrl`.
     pub end_callbacks: Option<EndCallbacks>,
+    /// How long the poll lease lasts (see [`election`]).
+    pub lease: Duration,
+    /// This instance's name in leases and in-flight creates (unique per process).
+    pub instance: String,
 }
 
 /// A `bbb.*` request of a session. The session passes its world snapshot and user so the
@@ -193,10 +199,8 @@ pub struct BbbCoordinator {
     status_dirty: bool,
     /// Stored meetings were loaded (retried each tick until they are).
     loaded: bool,
-    /// This instance's side of the poll-leader election (PostgreSQL; SQLite always leads).
-    leader_lock: Arc<std::sync::Mutex<crate::db::leader_lock::LeaderLock>>,
-    /// This instance polls the fleet (else it follows the leader's stored results).
-    leader: bool,
+    /// Whether this instance polls the fleet (else it follows the leader's stored results).
+    election: election::Election,
     /// Meeting ids each server listed in polls whose status is not stored yet.
     pending_seen: Vec<(ServerId, Vec<String>)>,
     /// What sessions answer warm joins from.
@@ -230,8 +234,7 @@ impl BbbCoordinator {
             status_storing: false,
             status_dirty: false,
             loaded: false,
-            leader_lock: Arc::default(),
-            leader: false,
+            election: Default::default(),
             pending_seen: Vec::new(),
             background: Default::default(),
         }
@@ -342,6 +345,11 @@ impl Actor for BbbCoordinator {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Joins must see the stored meetings, so nothing is served before they are loaded.
         ctx.wait(self.load_state());
+        ctx.run_interval(
+            election::election_interval(self.settings.lease),
+            |act, ctx| act.elect(ctx),
+        );
+        self.elect(ctx);
         let interval = self.settings.poll_interval;
         ctx.run_interval(interval, |act, ctx| act.tick(ctx));
         self.tick(ctx);

@@ -103,7 +103,7 @@ pub fn listen(
         return None;
     }
     let (url, timeout) = db.url_and_timeout();
-    let url = crate::db::leader_lock::with_connect_timeout(url, timeout);
+    let url = crate::db::guarded_pg_url(url, timeout);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()

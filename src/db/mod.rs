@@ -10,7 +10,7 @@ pub(crate) mod schema;
 pub mod calls;
 pub mod changes;
 pub mod demo_state;
-pub mod leader_lock;
+pub mod lease;
 pub mod meetings;
 pub mod secrets;
 pub(crate) mod server_status;

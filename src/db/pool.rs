@@ -55,7 +55,7 @@ enum DbPool {
 pub struct Db {
     pool: DbPool,
     /// The URL the pool was opened with, for connections that must live outside the pool
-    /// (the leader lock, see [`crate::db::leader_lock`]). Never logged: it may hold a password.
+    /// (the change listener, see [`crate::db::changes`]). Never logged: it may hold a password.
     url: std::sync::Arc<str>,
     timeout: Duration,
 }
@@ -82,6 +82,40 @@ fn sqlite_path(url: &str) -> Option<&str> {
         .filter(|p| !p.is_empty())
 }
 
+/// How long one SQL statement may run on PostgreSQL before the server cancels it.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long unacknowledged data may sit on a PostgreSQL connection before the kernel drops it
+/// (a database behind a dead network path answers nothing, not even a reset).
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Adds the guards every PostgreSQL connection needs unless the URL sets them itself: a connect
+/// timeout (libpq waits forever by default), TCP keepalives and `tcp_user_timeout` (a half-open
+/// socket after a failover is noticed in seconds, not when TCP gives up hours later), and a
+/// `statement_timeout`.
+pub(crate) fn guarded_pg_url(url: &str, connect_timeout: Duration) -> String {
+    let mut out = url.to_string();
+    let mut add = |key: &str, value: String| {
+        if !out.contains(&format!("{key}=")) {
+            let sep = if out.contains('?') { '&' } else { '?' };
+            out = format!("{out}{sep}{key}={value}");
+        }
+    };
+    add(
+        "connect_timeout",
+        connect_timeout.as_secs().max(1).to_string(),
+    );
+    add("keepalives", "1".into());
+    add("keepalives_idle", "10".into());
+    add("keepalives_interval", "5".into());
+    add("keepalives_count", "3".into());
+    add("tcp_user_timeout", TCP_USER_TIMEOUT.as_millis().to_string());
+    add(
+        "options",
+        format!("-c%20statement_timeout%3D{}", STATEMENT_TIMEOUT.as_millis()),
+    );
+    out
+}
+
 impl Db {
     /// Opens a pool for `url` (`sqlite://…` or `postgres://…` / `postgresql://…`).
     pub fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Db, DbError> {
@@ -91,7 +125,9 @@ impl Db {
                 .max_size(pool_size)
                 .min_idle(Some(1))
                 .connection_timeout(timeout)
-                .build(ConnectionManager::<PgConnection>::new(url))
+                .build(ConnectionManager::<PgConnection>::new(guarded_pg_url(
+                    url, timeout,
+                )))
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;
             return Ok(Db {
                 pool: DbPool::Postgres(pool),
@@ -168,12 +204,16 @@ impl Db {
         let applied = match &mut conn {
             DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
             DbConn::Postgres(c) => {
-                // Several instances may start at once: serialise their migrations.
-                c.batch_execute("SELECT pg_advisory_lock(7317001)")?;
+                // Several instances may start at once: serialise their migrations. Waiting for
+                // another instance's migration, and a migration of a big table, may take
+                // longer than a statement may otherwise.
+                c.batch_execute("SET statement_timeout = 0; SELECT pg_advisory_lock(7317001)")?;
                 let r = c
                     .run_pending_migrations(POSTGRES_MIGRATIONS)
                     .map(|v| v.len());
-                c.batch_execute("SELECT pg_advisory_unlock(7317001)")?;
+                c.batch_execute(
+                    "SELECT pg_advisory_unlock(7317001); SET statement_timeout TO DEFAULT",
+                )?;
                 r
             }
         };
@@ -208,6 +248,46 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), Some(":memory:"));
         assert_eq!(sqlite_path("sqlite://"), None);
         assert_eq!(sqlite_path("mysql://x"), None);
+    }
+
+    #[test]
+    fn postgres_urls_get_their_guards_once() {
+        let t = Duration::from_secs(3);
+        let url = guarded_pg_url("postgres://h/db", t);
+        for part in [
+            "connect_timeout=3",
+            "keepalives=1",
+            "tcp_user_timeout=20000",
+            "statement_timeout%3D30000",
+        ] {
+            assert!(url.contains(part), "{url}");
+        }
+        assert!(url.starts_with("postgres://h/db?connect_timeout=3&"));
+        let own = guarded_pg_url("postgres://h/db?sslmode=disable&connect_timeout=9", t);
+        assert!(own.contains("connect_timeout=9") && !own.contains("connect_timeout=3"));
+        assert!(own.contains("sslmode=disable&connect_timeout=9&keepalives=1"));
+    }
+
+    #[test]
+    fn postgres_connections_carry_the_statement_timeout() {
+        let Some(t) = crate::db::testing::TestDb::postgres() else {
+            return;
+        };
+        let t = t.expect("a PostgreSQL test database");
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            statement_timeout: String,
+        }
+        let mut conn = t.db.get().unwrap();
+        let DbConn::Postgres(c) = &mut conn else {
+            panic!("a PostgreSQL connection");
+        };
+        use diesel::RunQueryDsl;
+        let s: Setting = diesel::sql_query("SHOW statement_timeout")
+            .get_result(&mut **c)
+            .unwrap();
+        assert_eq!(s.statement_timeout, "30s");
     }
 
     #[test]

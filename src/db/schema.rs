@@ -41,6 +41,7 @@ diesel::table! {
         version -> BigInt,
         changed_at -> BigInt,
         token_profile -> Nullable<Text>,
+        last_active_at -> BigInt,
     }
 }
 
@@ -85,6 +86,26 @@ diesel::table! {
         seen_at -> Nullable<BigInt>,
         callback_issued_at -> Nullable<BigInt>,
         ended_at -> Nullable<BigInt>,
+        creating_by -> Nullable<Text>,
+        creating_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    leader_lease (name) {
+        name -> Text,
+        instance -> Text,
+        expires_at -> BigInt,
+        renewed_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    placement_reservations (meeting_id) {
+        meeting_id -> Text,
+        server_id -> Integer,
+        expected -> Integer,
+        placed_at -> BigInt,
     }
 }
 

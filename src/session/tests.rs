@@ -129,6 +129,8 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
             confirm_ttl: Duration::from_secs(2),
             join_deadline: Duration::from_secs(10),
             end_callbacks: None,
+            lease: Duration::from_secs(10),
+            instance: "session-test".into(),
         },
         joins.clone(),
     )

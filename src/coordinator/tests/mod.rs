@@ -57,6 +57,8 @@ pub(super) fn settings() -> CoordinatorSettings {
             public_url: "http://gw.test".into(),
             key: callback_key(),
         }),
+        lease: Duration::from_secs(10),
+        instance: "coordinator-test".into(),
     }
 }
 

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use crate::bbb::{AwcBbbClient, BbbClientConfig};
 use crate::config::{redact_url, SessionConfig, Settings};
 use crate::coordinator::{
-    BbbCoordinator, CoordinatorSettings, EndCallbacks, MeetingEnded, PollNow, StepDown,
+    BbbCoordinator, CoordinatorSettings, EndCallbacks, PollNow, RemoteChange, StepDown,
 };
-use crate::db::changes::{Change, ChangeListener};
+use crate::db::changes::ChangeListener;
 use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
 use crate::join::JoinTable;
@@ -421,8 +421,8 @@ impl ShutdownSignals {
     }
 }
 
-/// On PostgreSQL, feeds other instances' changes (meetings BBB ended) to the coordinator,
-/// which re-reads the stored meetings after every (re)connection of the listener.
+/// On PostgreSQL, feeds other instances' changes to the coordinator, which re-reads the
+/// stored meetings after every (re)connection of the listener.
 fn listen_for_changes(
     db: &Db,
     coordinator: &Addr<BbbCoordinator>,
@@ -431,11 +431,7 @@ fn listen_for_changes(
     let on_resync = coordinator.clone();
     let listener = crate::db::changes::listen(
         db,
-        move |change| match change {
-            Change::MeetingEnded { key, issued_at } => {
-                on_change.do_send(MeetingEnded { key, issued_at })
-            }
-        },
+        move |change| on_change.do_send(RemoteChange(change)),
         move || on_resync.do_send(PollNow),
     )?;
     Some(Arc::new(std::sync::Mutex::new(Some(listener))))

@@ -244,9 +244,13 @@ impl Handler<PanicServer> for BbbCoordinator {
 }
 
 impl Handler<PollNow> for BbbCoordinator {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: PollNow, _ctx: &mut Self::Context) -> Self::Result {
-        self.round()
+    fn handle(&mut self, _msg: PollNow, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.request_round(ctx, Some(tx));
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }

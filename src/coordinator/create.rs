@@ -9,12 +9,13 @@
 //! plans again within its deadline.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use crate::bbb::{BbbError, CreateResponse};
-use crate::db::meetings::MeetingRow;
+use crate::db::changes::Change;
+use crate::db::meetings::{Claim, CreateLock, MeetingRow};
 use crate::end_callback::callback_url;
 use crate::ids::{MeetingKey, ServerId};
 use crate::join::JoinTarget;
@@ -24,10 +25,18 @@ use super::{failed, with_timeout, BbbCoordinator, JoinResult, LocalActFut, SERVI
 
 /// How a create attempt ended.
 enum CreateOutcome {
-    /// The create was sent at the instant given (the claim, if any, was won).
-    Sent(Instant, Result<CreateResponse, BbbError>),
+    /// The create was sent at the instant given (the claim, if any, was won), the create lock
+    /// taken when `locked`.
+    Sent {
+        sent_at: Instant,
+        locked: bool,
+        result: Result<CreateResponse, BbbError>,
+    },
     /// Another instance placed the meeting elsewhere first: the stored row (`None`: deleted).
     LostClaim(Option<MeetingRow>),
+    /// Another instance is sending this meeting's create right now (until the deadline in the
+    /// row): its result is awaited instead of sending another.
+    Busy(MeetingRow),
     /// The claim of a move could not be written: placing without it could split the meeting.
     ClaimFailed,
 }
@@ -94,33 +103,59 @@ impl BbbCoordinator {
         let key = spec.key.clone();
         let api = self.api.clone();
         let timeout = self.call_timeout(attempts.deadline);
+        // Where other instances may create too, the create is announced with the claim: they
+        // wait for it (until a little after it must have been answered) instead of sending
+        // their own.
+        let lock_until = issued_at
+            + i64::try_from((timeout + Duration::from_secs(1)).as_millis()).unwrap_or(i64::MAX);
+        let instance = self.settings.instance.clone();
+        let shared = self.db.backend() == crate::db::Backend::Postgres;
         let fut = async move {
-            match db
-                .run(move |c| crate::db::meetings::claim(c, &key, previous, Some(server)))
-                .await
-            {
-                Ok(Some(row)) if row.server == Some(server) => {}
-                Ok(row) => return CreateOutcome::LostClaim(row),
+            let claimed = db
+                .run(move |c| {
+                    let lock = shared.then_some(CreateLock {
+                        instance: &instance,
+                        until_ms: lock_until,
+                    });
+                    crate::db::meetings::claim(c, &key, previous, Some(server), lock)
+                })
+                .await;
+            let locked = match claimed {
+                Ok(Claim::Won(_)) => shared,
+                Ok(Claim::Lost(row)) => return CreateOutcome::LostClaim(Some(row)),
+                Ok(Claim::Unknown) => return CreateOutcome::LostClaim(None),
+                Ok(Claim::Busy(row)) => return CreateOutcome::Busy(row),
                 Err(e) if moving => {
                     log::error!("cannot claim a meeting's placement on server {server}: {e}");
                     return CreateOutcome::ClaimFailed;
                 }
                 Err(e) => {
                     log::warn!("cannot confirm a meeting's placement on server {server} (re-creating it there anyway): {e}");
+                    false
                 }
-            }
+            };
             let sent_at = Instant::now();
-            CreateOutcome::Sent(
+            let result = with_timeout(timeout, api.create(&endpoint, &request)).await;
+            CreateOutcome::Sent {
                 sent_at,
-                with_timeout(timeout, api.create(&endpoint, &request)).await,
-            )
+                locked,
+                result,
+            }
         };
         Box::pin(fut.into_actor(self).then(move |outcome, act, ctx| {
-            let (sent_at, res) = match outcome {
-                CreateOutcome::Sent(sent_at, res) => (sent_at, res),
+            let (sent_at, locked, res) = match outcome {
+                CreateOutcome::Sent {
+                    sent_at,
+                    locked,
+                    result,
+                } => (sent_at, locked, result),
                 CreateOutcome::LostClaim(row) => {
                     act.fleet.unreserve(server, &meeting_id);
                     return act.lost_claim(spec, attempts, row, ctx);
+                }
+                CreateOutcome::Busy(row) => {
+                    act.fleet.unreserve(server, &meeting_id);
+                    return act.await_remote_create(spec, attempts, row, ctx);
                 }
                 CreateOutcome::ClaimFailed => {
                     act.fleet.unreserve(server, &meeting_id);
@@ -136,6 +171,7 @@ impl BbbCoordinator {
                 sent_at,
                 issued_at,
             };
+            act.finish_create(&spec.key, &created, locked, res.as_ref().ok(), ctx);
             act.after_create(spec, created, attempts, res, ctx)
         }))
     }
@@ -195,7 +231,7 @@ impl BbbCoordinator {
                     // down, the poller ends it when it answers again).
                     self.end_on(old, meeting_id.clone(), ctx);
                 }
-                Ok(self.confirm_created(&spec.key, &created, &reply, ctx))
+                Ok(self.confirm_created(&spec.key, &created, &reply))
             }
             Ok(_) => {
                 // The meeting or the server changed while the create was in flight (panic,
@@ -257,41 +293,61 @@ impl BbbCoordinator {
 
     /// The create answered SUCCESS: the meeting runs there as the instance BBB named,
     /// confirmed when the create was sent. A create that started the instance (no
-    /// `duplicateWarning`) also makes its end-callback token the one that counts. Both are
-    /// stored in the background.
+    /// `duplicateWarning`) also makes its end-callback token the one that counts.
     fn confirm_created(
         &mut self,
         key: &MeetingKey,
         created: &CreateResult,
         reply: &CreateResponse,
-        ctx: &mut Context<Self>,
     ) -> JoinResult {
-        let started_instance = (!reply.duplicate).then_some(created.issued_at);
-        let changed = self.meetings.update(key, |e| {
-            let before = (e.create_time(), e.instance_issued_at());
+        self.meetings.update(key, |e| {
             e.confirm(created.server, reply.create_time, created.sent_at);
-            if let Some(issued_at) = started_instance {
-                e.started_instance(issued_at);
+            if !reply.duplicate {
+                e.started_instance(created.issued_at);
             }
-            before != (e.create_time(), e.instance_issued_at())
         });
-        if changed == Some(true) {
-            let db = self.db.clone();
-            let key = key.clone();
-            let create_time = reply.create_time;
-            let store = async move {
-                if let Err(e) = db
-                    .run(move |c| {
-                        crate::db::meetings::record_create(c, &key, create_time, started_instance)
-                    })
-                    .await
-                {
-                    log::warn!("cannot store a meeting's createTime: {e}");
-                }
-            };
-            self.spawn_background(ctx, Box::pin(store.into_actor(self)));
-        }
         self.target_of(key)
+    }
+
+    /// Records the create's outcome in the database in the background (its createTime, the
+    /// instance it started) and releases its lock; tells the other instances, who may be
+    /// waiting for it and whose sessions may then answer from the confirmation.
+    fn finish_create(
+        &mut self,
+        key: &MeetingKey,
+        created: &CreateResult,
+        locked: bool,
+        reply: Option<&CreateResponse>,
+        ctx: &mut Context<Self>,
+    ) {
+        let outcome = reply.map(|r| (r.create_time, (!r.duplicate).then_some(created.issued_at)));
+        if outcome.is_none() && !locked {
+            return;
+        }
+        let change = match reply {
+            Some(r) => Change::Confirmed {
+                key: key.clone(),
+                server: created.server,
+                create_time: r.create_time,
+                sent_at: created.issued_at,
+            },
+            None => Change::CreateFailed { key: key.clone() },
+        };
+        let db = self.db.clone();
+        let key = key.clone();
+        let instance = self.settings.instance.clone();
+        let store = async move {
+            let written = db
+                .run(move |c| {
+                    crate::db::meetings::finish_create(c, &key, &instance, outcome)?;
+                    crate::db::changes::notify(c, &change)
+                })
+                .await;
+            if let Err(e) = written {
+                log::warn!("cannot record a create's outcome: {e}");
+            }
+        };
+        self.spawn_background(ctx, Box::pin(store.into_actor(self)));
     }
 
     /// The join target of a meeting just confirmed running.

@@ -1,6 +1,5 @@
 //! BBB says a meeting ended: its end callback reached this instance ([`EndCallback`], from the
-//! HTTP route), or another instance's did ([`MeetingEnded`], from the database's change
-//! notifications). The meeting is then no longer answered from memory; the next join creates
+//! HTTP route), or another instance's did (a change notification, see [`super::remote`]). The meeting is then no longer answered from memory; the next join creates
 //! it again. A callback about an older instance of the meeting than the one known changes
 //! nothing.
 
@@ -24,21 +23,10 @@ impl Message for EndCallback {
     type Result = bool;
 }
 
-/// Another instance accepted an end callback for `key` (see [`EndCallback`]).
-#[derive(Debug, Clone)]
-pub struct MeetingEnded {
-    pub key: MeetingKey,
-    pub issued_at: i64,
-}
-
-impl Message for MeetingEnded {
-    type Result = ();
-}
-
 impl BbbCoordinator {
     /// Ends `key`'s meeting in memory unless memory knows a newer instance. Returns whether it
     /// was ended (or already was).
-    fn apply_end(&mut self, key: &MeetingKey, issued_at: i64) -> bool {
+    pub(super) fn apply_end(&mut self, key: &MeetingKey, issued_at: i64) -> bool {
         let ended = self
             .meetings
             .update(key, |e| {
@@ -78,7 +66,11 @@ impl Handler<EndCallback> for BbbCoordinator {
             db.run(move |c| -> Result<Option<MeetingKey>, DbError> {
                 let key = crate::db::meetings::mark_ended(c, &id, issued_at)?;
                 if let Some(key) = &key {
-                    crate::db::changes::notify_ended(c, key, issued_at)?;
+                    let change = crate::db::changes::Change::Ended {
+                        key: key.clone(),
+                        issued_at,
+                    };
+                    crate::db::changes::notify(c, &change)?;
                 }
                 Ok(key)
             })
@@ -102,13 +94,5 @@ impl Handler<EndCallback> for BbbCoordinator {
             }
             ended
         }))
-    }
-}
-
-impl Handler<MeetingEnded> for BbbCoordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: MeetingEnded, _ctx: &mut Self::Context) {
-        self.apply_end(&msg.key, msg.issued_at);
     }
 }

@@ -72,6 +72,8 @@ pub(super) struct Attempts {
     pub lost_claims: u32,
     /// Results discarded because the meeting or server changed meanwhile.
     pub discarded: u32,
+    /// This join waited for another instance's create of the meeting.
+    pub waited_elsewhere: bool,
     /// The answer is due by then.
     pub deadline: Instant,
 }
@@ -83,6 +85,7 @@ impl Attempts {
             faults: 0,
             lost_claims: 0,
             discarded: 0,
+            waited_elsewhere: false,
             deadline,
         }
     }
@@ -262,6 +265,12 @@ impl BbbCoordinator {
         attempts: Attempts,
         ctx: &mut Context<Self>,
     ) -> LocalActFut<JoinResult> {
+        // Confirmed by the other instance's create this join waited for.
+        if attempts.waited_elsewhere {
+            if let Some((target, _)) = self.answerable(&spec.key, Instant::now()) {
+                return Box::pin(fut::ready(Ok(target)));
+            }
+        }
         if Instant::now() >= attempts.deadline {
             log::warn!("giving up on {}: its join deadline passed", spec.key);
             return Box::pin(fut::ready(Err(failed(

@@ -165,9 +165,10 @@ impl MeetingEntry {
             create_time: self.create_time,
             created_at: 0,
             updated_at: 0,
-            seen_at: None,
             callback_issued_at: self.instance_issued_at,
             ended_at: None,
+            creating_by: None,
+            creating_until: None,
         }
     }
 

@@ -14,6 +14,15 @@ use crate::ids::{MeetingKey, ServerId};
 
 use super::lifecycle::{MeetingEntry, MeetingState};
 
+/// What a poll found out about the meetings of its server.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    /// Meeting ids it lists of meetings placed elsewhere or nowhere: to be ended there.
+    pub strays: Vec<String>,
+    /// Meetings it no longer lists: they ended there.
+    pub gone: Vec<MeetingKey>,
+}
+
 /// The table, by key, by BBB meeting id and by server.
 #[derive(Debug, Default)]
 pub struct MeetingTable {
@@ -130,16 +139,16 @@ impl MeetingTable {
     /// Applies a successful poll of `server` sent at `sent_at`: meetings it lists run there
     /// (with BBB's createTime); ours it does not list have ended there. Meetings whose state
     /// changed after the poll was sent, or that `busy` says are being created right now, are
-    /// left alone: the poll says nothing about what happened since it was sent. Returns the ids
-    /// it lists of meetings placed elsewhere or nowhere (moved away): they should be ended
-    /// there. Costs O(meetings listed + meetings on `server`).
+    /// left alone: the poll says nothing about what happened since it was sent. Costs
+    /// O(meetings listed + meetings on `server`).
     pub fn apply_poll(
         &mut self,
         server: ServerId,
         sent_at: Instant,
         listed: &[MeetingInfo],
         busy: impl Fn(&MeetingKey) -> bool,
-    ) -> Vec<String> {
+    ) -> PollOutcome {
+        let mut gone = Vec::new();
         let listed_ids: HashMap<&str, &MeetingInfo> =
             listed.iter().map(|m| (m.meeting_id.as_str(), m)).collect();
         let ours: Vec<MeetingKey> = self.keys_on(server).cloned().collect();
@@ -159,17 +168,22 @@ impl MeetingTable {
                 }
                 Some(_) => {}
                 None => {
+                    let was_gone = matches!(entry.state(), MeetingState::Ended { .. });
                     self.update(key, |e| e.ended(None));
+                    if !was_gone {
+                        gone.push(key.clone());
+                    }
                 }
             }
         }
-        listed
+        let strays = listed
             .iter()
             .filter_map(|m| {
                 let entry = self.by_meeting_id(&m.meeting_id)?;
                 (entry.server() != Some(server)).then(|| m.meeting_id.clone())
             })
-            .collect()
+            .collect();
+        PollOutcome { strays, gone }
     }
 
     /// The state of `key` (tests).
@@ -210,6 +224,7 @@ mod tests {
         let p1 = Instant::now();
         assert!(t
             .apply_poll(s(1), p1, &[info(&mid, 42)], |_| false)
+            .strays
             .is_empty());
         assert_eq!(
             t.state_of(&k).and_then(|s| s.running()),
@@ -220,8 +235,11 @@ mod tests {
         t.update(&k, |e| e.confirm(s(1), 43, Instant::now()));
         t.apply_poll(s(1), old, &[], |_| false);
         assert!(t.state_of(&k).and_then(|s| s.running()).is_some());
-        t.apply_poll(s(1), Instant::now(), &[], |_| false);
+        let outcome = t.apply_poll(s(1), Instant::now(), &[], |_| false);
         assert_eq!(t.state_of(&k), Some(MeetingState::Ended { server: s(1) }));
+        assert_eq!(outcome.gone, vec![k.clone()]);
+        let again = t.apply_poll(s(1), Instant::now(), &[], |_| false);
+        assert!(again.gone.is_empty(), "reported once");
     }
 
     #[test]
@@ -247,12 +265,12 @@ mod tests {
     fn meetings_seen_where_they_no_longer_belong_are_reported() {
         let mut t = MeetingTable::default();
         let (_, mid) = placed(&mut t, "k", 2);
-        let stray = t.apply_poll(
+        let outcome = t.apply_poll(
             s(1),
             Instant::now(),
             &[info(&mid, 1), info("foreign", 1)],
             |_| false,
         );
-        assert_eq!(stray, vec![mid]);
+        assert_eq!(outcome.strays, vec![mid]);
     }
 }

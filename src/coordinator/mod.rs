@@ -24,7 +24,9 @@ pub mod meetings;
 pub mod placement;
 mod poller;
 pub mod recordings;
+mod remote;
 mod requests;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -56,10 +58,11 @@ pub use admin::{
 };
 pub use background::Settle;
 pub use election::StepDown;
-pub use ended::{EndCallback, MeetingEnded};
+pub use ended::EndCallback;
 use ensure::MeetingSpec;
 use fleet::Fleet;
 use meetings::MeetingTable;
+pub use remote::RemoteChange;
 
 /// Where BBB sends end callbacks, and the key their tokens are signed with.
 #[derive(Debug, Clone)]
@@ -140,6 +143,8 @@ pub struct CoordinatorStats {
     pub reconfirm_creates: u64,
     /// Joins that waited for another join's in-flight create instead of sending their own.
     pub creates_saved_by_single_flight: u64,
+    /// Creates this instance did not send because another instance was sending them.
+    pub creates_awaited_elsewhere: u64,
     /// Joins answered from memory (meeting confirmed running recently): no create, no database.
     pub joins_from_memory: u64,
     /// Meetings moved to another server (failover, panic, offline, disabled).
@@ -187,13 +192,18 @@ pub struct BbbCoordinator {
     meetings: MeetingTable,
     /// Single flight: joins waiting for the create of a meeting, by meeting key.
     inflight: HashMap<MeetingKey, Waiters>,
+    /// Joins waiting for another instance's create of a meeting.
+    remote_waits: HashMap<MeetingKey, Vec<oneshot::Sender<()>>>,
     /// Calls seen so far (members never change after creation), by call id.
     calls: HashMap<String, Rc<CallInfo>>,
     /// Last seen `panic_epoch` of each server (a bump by the CLI forgets its meetings).
     panic_epochs: HashMap<ServerId, i64>,
     stats: CoordinatorStats,
     rng: StdRng,
+    /// A round (poll or follow) is running; another is due after it; who waits for that.
     polling: bool,
+    round_again: bool,
+    round_waiters: Vec<oneshot::Sender<()>>,
     /// A status store is running / another one is due after it.
     status_storing: bool,
     status_dirty: bool,
@@ -201,8 +211,8 @@ pub struct BbbCoordinator {
     loaded: bool,
     /// Whether this instance polls the fleet (else it follows the leader's stored results).
     election: election::Election,
-    /// Meeting ids each server listed in polls whose status is not stored yet.
-    pending_seen: Vec<(ServerId, Vec<String>)>,
+    /// Where the reads of changed meetings stand.
+    sync: sync::SyncState,
     /// What sessions answer warm joins from.
     joins: Arc<JoinTable>,
     /// Background work in flight, and who waits for it to finish (see [`Settle`]).
@@ -226,16 +236,19 @@ impl BbbCoordinator {
             meetings: MeetingTable::default(),
             joins,
             inflight: HashMap::new(),
+            remote_waits: HashMap::new(),
             calls: HashMap::new(),
             panic_epochs: HashMap::new(),
             stats: CoordinatorStats::default(),
             rng: StdRng::from_entropy(),
             polling: false,
+            round_again: false,
+            round_waiters: Vec::new(),
             status_storing: false,
             status_dirty: false,
             loaded: false,
             election: Default::default(),
-            pending_seen: Vec::new(),
+            sync: Default::default(),
             background: Default::default(),
         }
     }

@@ -53,6 +53,7 @@ impl BbbCoordinator {
     }
 
     fn absorb_meetings(&mut self, rows: Vec<MeetingRow>) {
+        self.note_read(&rows);
         for row in rows {
             if self.meetings.get(&row.meeting_key).is_none() {
                 self.meetings.insert(MeetingEntry::from_row(row));
@@ -66,45 +67,78 @@ impl BbbCoordinator {
         );
     }
 
-    /// Starts a poll round unless one is still running.
+    /// The poll timer: a round now, unless one is still running.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         self.prune_published();
+        if !self.polling {
+            self.request_round(ctx, None);
+        }
+    }
+
+    /// Runs a round, one at a time: asked for while one runs, another one follows it. `done`
+    /// is answered when a round that started after the ask has finished.
+    pub(super) fn request_round(
+        &mut self,
+        ctx: &mut Context<Self>,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         if self.polling {
+            self.round_again = true;
+            self.round_waiters.extend(done);
             return;
         }
         self.polling = true;
-        ctx.spawn(self.round().map(|(), act, _ctx| act.polling = false));
+        let waiters: Vec<_> = std::mem::take(&mut self.round_waiters)
+            .into_iter()
+            .chain(done)
+            .collect();
+        ctx.spawn(self.round().map(move |(), act, ctx| {
+            act.polling = false;
+            for w in waiters {
+                let _ = w.send(());
+            }
+            if std::mem::take(&mut act.round_again) {
+                act.request_round(ctx, None);
+            }
+        }));
     }
 
-    /// The leader's round: re-read the registry and the stored meetings (placements made by
+    /// The leader's round: re-read the registry and the changed meetings (placements made by
     /// other instances), then poll every server.
     pub(super) fn poll_round(&mut self) -> LocalActFut<()> {
         let db = self.db.clone();
-        let read_at = Instant::now();
+        let loaded = self.loaded;
         let fut = async move {
             db.run(move |c| {
-                Ok((
-                    crate::db::servers::list(c)?,
-                    crate::db::meetings::load_all(c)?,
-                ))
+                let servers = crate::db::servers::list(c)?;
+                // Until the first load succeeded, everything (then only what changes).
+                let meetings = if loaded {
+                    Vec::new()
+                } else {
+                    crate::db::meetings::load_all(c)?
+                };
+                Ok((servers, meetings))
             })
             .await
         };
-        Box::pin(fut.into_actor(self).then(move |res, act, _ctx| {
-            match res {
-                Ok((rows, meetings)) => {
-                    act.apply_rows(rows);
-                    if act.loaded {
-                        act.sync_meetings(meetings, None, read_at);
-                    } else {
-                        act.absorb_meetings(meetings);
+        Box::pin(
+            fut.into_actor(self)
+                .then(move |res, act, _ctx| -> LocalActFut<()> {
+                    match res {
+                        Ok((rows, meetings)) => {
+                            act.apply_rows(rows);
+                            if !act.loaded {
+                                act.absorb_meetings(meetings);
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("cannot re-read the BBB servers, using the last known: {e}")
+                        }
                     }
-                }
-                Err(e) => log::warn!("cannot re-read the BBB servers, using the last known: {e}"),
-            }
-            act.publish();
-            act.poll_all()
-        }))
+                    act.publish();
+                    Box::pin(act.sync_changes().then(|(), act, _ctx| act.poll_all()))
+                }),
+        )
     }
 
     /// Applies the registry: new, changed and removed servers, and panics done elsewhere.
@@ -143,12 +177,6 @@ impl BbbCoordinator {
                 .into_actor(self)
                 .map(move |results, act, ctx| {
                     for (id, sent_at, sent_ms, result) in results {
-                        // Only the newest list of each server is stored, with that poll's time.
-                        act.pending_seen.retain(|(s, _)| *s != id);
-                        if let Ok(list) = &result {
-                            let ids = list.iter().map(|m| m.meeting_id.clone()).collect();
-                            act.pending_seen.push((id, ids));
-                        }
                         act.apply_poll(id, sent_at, sent_ms, result, ctx);
                     }
                     act.stats.poll_rounds += 1;
@@ -179,9 +207,11 @@ impl BbbCoordinator {
                 }
                 self.check_version(id, ctx);
                 let inflight = &self.inflight;
-                let strays: Vec<String> = self
+                let outcome = self
                     .meetings
-                    .apply_poll(id, sent_at, &list, |key| inflight.contains_key(key))
+                    .apply_poll(id, sent_at, &list, |key| inflight.contains_key(key));
+                let strays: Vec<String> = outcome
+                    .strays
                     .into_iter()
                     .filter(|m| {
                         self.meetings
@@ -192,6 +222,9 @@ impl BbbCoordinator {
                 if !strays.is_empty() {
                     let work = self.end_strays(id, strays);
                     self.spawn_background(ctx, work);
+                }
+                if !outcome.gone.is_empty() {
+                    self.record_gone(id, sent_ms, outcome.gone, ctx);
                 }
             }
             Err(e) => {
@@ -220,6 +253,35 @@ impl BbbCoordinator {
                 }
             }
         }
+    }
+
+    /// Meetings the poll of `server` sent at `polled_at` no longer lists ended there without
+    /// a callback: stored, and announced to the other instances, in the background.
+    fn record_gone(
+        &mut self,
+        server: ServerId,
+        polled_at: i64,
+        keys: Vec<MeetingKey>,
+        ctx: &mut Context<Self>,
+    ) {
+        let db = self.db.clone();
+        let store = async move {
+            let written = db
+                .run(move |c| {
+                    for key in keys {
+                        if crate::db::meetings::mark_gone(c, &key, server, polled_at)? {
+                            let change = crate::db::changes::Change::Gone { key, polled_at };
+                            crate::db::changes::notify(c, &change)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = written {
+                log::warn!("cannot record meetings gone from server {server}: {e}");
+            }
+        };
+        self.spawn_background(ctx, Box::pin(store.into_actor(self)));
     }
 
     /// Meetings `server` runs that memory places elsewhere (moved, panicked, offline): ends
@@ -352,22 +414,10 @@ impl BbbCoordinator {
                 }
             })
             .collect();
-        // Meetings seen first, status second: a follower reading in between sees a `seen_at`
-        // newer than the old poll (still live), never an old one against the new poll.
-        let seen = std::mem::take(&mut self.pending_seen);
         let db = self.db.clone();
         let fut = async move {
             if let Err(e) = db
-                .run(move |c| {
-                    for (server, ids) in &seen {
-                        let polled_at = rows
-                            .iter()
-                            .find(|r| r.server() == *server)
-                            .map_or(0, |r| r.polled_at);
-                        crate::db::meetings::mark_seen(c, *server, polled_at, ids)?;
-                    }
-                    crate::db::server_status::store(c, &rows)
-                })
+                .run(move |c| crate::db::server_status::store(c, &rows))
                 .await
             {
                 log::warn!("cannot store the server status: {e}");

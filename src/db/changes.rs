@@ -1,6 +1,9 @@
 //! Changes other gateway instances must learn within a second, carried by PostgreSQL
-//! `NOTIFY` on one channel and received by a `LISTEN` connection of each instance. Today: a
-//! meeting BBB reported ended (its end callback reached one instance).
+//! `NOTIFY` on one channel and received by a `LISTEN` connection of each instance: meetings
+//! BBB ended (an end callback, or the leader's poll no longer listing one), creates another
+//! instance sent (their outcome, for those waiting on it, and the confirmation it gave), and
+//! placements that changed (a cue to read the changed meetings now instead of at the next
+//! tick).
 //!
 //! SQLite serves one instance, whose coordinator applies its own changes directly; there the
 //! notifications are a no-op and nobody listens.
@@ -15,7 +18,7 @@ use diesel::sql_types::Text;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
 use crate::db::{Db, DbConn, DbError};
-use crate::ids::MeetingKey;
+use crate::ids::{MeetingKey, ServerId};
 
 /// The notification channel.
 pub const CHANNEL: &str = "bbb_gateway_changes";
@@ -28,33 +31,84 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// BBB ended `key`'s meeting instance whose end-callback token was issued at `issued_at`.
-    MeetingEnded { key: MeetingKey, issued_at: i64 },
+    Ended { key: MeetingKey, issued_at: i64 },
+    /// The leader's poll of the meeting's server, sent at `polled_at` (ms), no longer listed it.
+    Gone { key: MeetingKey, polled_at: i64 },
+    /// A create sent at `sent_at` (ms) confirmed the meeting running on `server` as the
+    /// instance with `create_time`.
+    Confirmed {
+        key: MeetingKey,
+        server: ServerId,
+        create_time: i64,
+        sent_at: i64,
+    },
+    /// The create another instance sent for `key` failed: whoever waited for it tries itself.
+    CreateFailed { key: MeetingKey },
+    /// `key`'s stored placement changed.
+    Placed { key: MeetingKey },
 }
 
 impl Change {
     fn payload(&self) -> String {
         match self {
-            Change::MeetingEnded { key, issued_at } => format!("ended {issued_at} {key}"),
+            Change::Ended { key, issued_at } => format!("ended {issued_at} {key}"),
+            Change::Gone { key, polled_at } => format!("gone {polled_at} {key}"),
+            Change::Confirmed {
+                key,
+                server,
+                create_time,
+                sent_at,
+            } => format!("confirmed {server} {create_time} {sent_at} {key}"),
+            Change::CreateFailed { key } => format!("failed {key}"),
+            Change::Placed { key } => format!("placed {key}"),
         }
     }
 
     fn parse(payload: &str) -> Option<Change> {
-        let rest = payload.strip_prefix("ended ")?;
-        let (issued_at, key) = rest.split_once(' ')?;
-        Some(Change::MeetingEnded {
-            key: MeetingKey::parse(key)?,
-            issued_at: issued_at.parse().ok()?,
+        let (kind, rest) = payload.split_once(' ')?;
+        // Keys may contain spaces (room ids): the key is always the rest of the payload.
+        let fields = |n: usize| -> Option<(Vec<i64>, MeetingKey)> {
+            let mut parts = rest.splitn(n + 1, ' ');
+            let mut numbers = Vec::with_capacity(n);
+            for _ in 0..n {
+                numbers.push(parts.next()?.parse().ok()?);
+            }
+            Some((numbers, MeetingKey::parse(parts.next()?)?))
+        };
+        Some(match kind {
+            "ended" => {
+                let (n, key) = fields(1)?;
+                Change::Ended {
+                    key,
+                    issued_at: n[0],
+                }
+            }
+            "gone" => {
+                let (n, key) = fields(1)?;
+                Change::Gone {
+                    key,
+                    polled_at: n[0],
+                }
+            }
+            "confirmed" => {
+                let (n, key) = fields(3)?;
+                Change::Confirmed {
+                    key,
+                    server: ServerId::new(i32::try_from(n[0]).ok()?),
+                    create_time: n[1],
+                    sent_at: n[2],
+                }
+            }
+            "failed" => Change::CreateFailed { key: fields(0)?.1 },
+            "placed" => Change::Placed { key: fields(0)?.1 },
+            _ => return None,
         })
     }
 }
 
-/// Tells every instance that `key`'s meeting ended (delivered when the surrounding
-/// transaction, if any, commits).
-pub fn notify_ended(conn: &mut DbConn, key: &MeetingKey, issued_at: i64) -> Result<(), DbError> {
-    let change = Change::MeetingEnded {
-        key: key.clone(),
-        issued_at,
-    };
+/// Tells every instance about `change` (delivered when the surrounding transaction, if any,
+/// commits; a no-op on SQLite).
+pub fn notify(conn: &mut DbConn, change: &Change) -> Result<(), DbError> {
     if let DbConn::Postgres(c) = conn {
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(CHANNEL)
@@ -171,17 +225,35 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let change = Change::MeetingEnded {
-            key: MeetingKey::room("w", "a room: with spaces"),
-            issued_at: 1_700_000_000_000,
-        };
-        assert_eq!(Change::parse(&change.payload()), Some(change));
+        let key = MeetingKey::room("w", "a room: with spaces");
+        for change in [
+            Change::Ended {
+                key: key.clone(),
+                issued_at: 1_700_000_000_000,
+            },
+            Change::Gone {
+                key: key.clone(),
+                polled_at: 5,
+            },
+            Change::Confirmed {
+                key: key.clone(),
+                server: ServerId::new(3),
+                create_time: 7,
+                sent_at: 8,
+            },
+            Change::CreateFailed { key: key.clone() },
+            Change::Placed { key: key.clone() },
+        ] {
+            assert_eq!(Change::parse(&change.payload()), Some(change));
+        }
         for bad in [
             "",
             "ended",
             "ended x room:w:r",
             "ended 1 nokey",
             "other 1 room:w:r",
+            "confirmed 1 2 room:w:r",
+            "failed",
         ] {
             assert_eq!(Change::parse(bad), None, "{bad}");
         }
@@ -210,11 +282,14 @@ mod tests {
         while !resynced.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let key = MeetingKey::room("w", "r");
+        let change = Change::Ended {
+            key: MeetingKey::room("w", "r"),
+            issued_at: 42,
+        };
         let mut conn = t.db.get().expect("conn");
-        notify_ended(&mut conn, &key, 42).expect("notify");
+        notify(&mut conn, &change).expect("notify");
         let got = rx.recv_timeout(Duration::from_secs(5)).expect("a change");
-        assert_eq!(got, Change::MeetingEnded { key, issued_at: 42 });
+        assert_eq!(got, change);
         listener.stop();
     }
 }

@@ -5,8 +5,8 @@
 //! A meeting keeps its `meeting_id` and passwords for life; only its server changes. A meeting
 //! whose server went away (panic, offline) is stored without one (`server_id` NULL), so the
 //! next join re-creates it on a healthy server while its recordings stay findable. What is
-//! stored about a meeting's BBB instance (createTime, `seen_at`, `ended_at`) is a claim with
-//! the age it was written at, never a confirmation that it runs now.
+//! stored about a meeting's BBB instance (createTime, `ended_at`) is a claim with the age it
+//! was written at, never a confirmation that it runs now.
 
 use diesel::prelude::*;
 
@@ -30,9 +30,10 @@ struct RawMeeting {
     create_time: Option<i64>,
     created_at: i64,
     updated_at: i64,
-    seen_at: Option<i64>,
     callback_issued_at: Option<i64>,
     ended_at: Option<i64>,
+    creating_by: Option<String>,
+    creating_until: Option<i64>,
 }
 
 /// One stored meeting.
@@ -51,12 +52,13 @@ pub struct MeetingRow {
     pub create_time: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// When the leader's poll last listed the meeting on `server` (see [`mark_seen`]).
-    pub seen_at: Option<i64>,
     /// Issue time of the end-callback token of the create that started the current instance.
     pub callback_issued_at: Option<i64>,
     /// When BBB reported the meeting ended (see [`mark_ended`]); `None` after a new create.
     pub ended_at: Option<i64>,
+    /// The instance sending the meeting's create right now, and until when (see [`claim`]).
+    pub creating_by: Option<String>,
+    pub creating_until: Option<i64>,
 }
 
 impl RawMeeting {
@@ -79,9 +81,10 @@ impl RawMeeting {
             create_time: self.create_time,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            seen_at: self.seen_at,
             callback_issued_at: self.callback_issued_at,
             ended_at: self.ended_at,
+            creating_by: self.creating_by,
+            creating_until: self.creating_until,
         })
     }
 }
@@ -184,46 +187,83 @@ pub fn insert_or_get(conn: &mut DbConn, row: &MeetingRow) -> Result<MeetingRow, 
     raw.into_row()
 }
 
+/// A create this instance is about to send: nobody else sends one for the meeting until it is
+/// done or `until_ms` (ms, this instance's clock) has passed.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateLock<'a> {
+    pub instance: &'a str,
+    pub until_ms: i64,
+}
+
+/// How a [`claim`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The meeting is placed where the caller wanted (and its create is the caller's to send).
+    Won(MeetingRow),
+    /// Another instance placed it elsewhere first: adopt that placement.
+    Lost(MeetingRow),
+    /// It is where the caller expected, but another instance is sending its create right now:
+    /// wait for that result instead of sending another.
+    Busy(MeetingRow),
+    /// No such meeting.
+    Unknown,
+}
+
 /// Places a meeting on `server` (or nowhere) if it is still where the caller last saw it
-/// (`expected`), and returns the stored row afterwards (`None`: unknown key).
+/// (`expected`), taking the create `lock` with it when given.
 ///
-/// This is the one write that decides where a meeting runs when several gateway instances
-/// race: the conditional `UPDATE … WHERE server_id = expected` lets exactly one of them win
-/// (PostgreSQL re-checks the condition after waiting for the row lock; SQLite serialises
-/// writers). A claim that keeps the meeting where it is (a re-create on its server) is still
-/// conditional, so an instance that missed a move elsewhere finds out instead of splitting the
-/// meeting. A caller whose claim found another server must adopt that placement.
+/// This is the one write that decides where a meeting runs and who creates it when several
+/// gateway instances race: the conditional `UPDATE … WHERE server_id = expected AND (no create
+/// in flight elsewhere)` lets exactly one of them win (PostgreSQL re-checks the condition after
+/// waiting for the row lock; SQLite serialises writers). A claim that keeps the meeting where it
+/// is (a re-create on its server) is still conditional, so an instance that missed a move
+/// elsewhere finds out instead of splitting the meeting.
 pub fn claim(
     conn: &mut DbConn,
     key: &MeetingKey,
     expected: Option<ServerId>,
     server: Option<ServerId>,
-) -> Result<Option<MeetingRow>, DbError> {
+    lock: Option<CreateLock<'_>>,
+) -> Result<Claim, DbError> {
     let now = now_ms();
     let moved = expected != server;
-    let raw = with_conn!(conn, |c| c.transaction(|c| {
+    let (holder, until) = match lock {
+        Some(l) => (Some(l.instance.to_string()), Some(l.until_ms)),
+        None => (None, None),
+    };
+    let (updated, raw) = with_conn!(conn, |c| c.transaction(|c| {
         // Write first (no SQLITE_BUSY upgrade from a read lock).
         let target = meetings::table.find(key.as_str());
-        let updated = match (expected, moved) {
-            (Some(e), true) => diesel::update(target.filter(meetings::server_id.eq(e.get())))
-                .set((
-                    meetings::server_id.eq(id_of(server)),
-                    meetings::seen_at.eq(None::<i64>),
-                    meetings::updated_at.eq(now),
-                ))
-                .execute(c)?,
-            (None, true) => diesel::update(target.filter(meetings::server_id.is_null()))
-                .set((
-                    meetings::server_id.eq(id_of(server)),
-                    meetings::seen_at.eq(None::<i64>),
-                    meetings::updated_at.eq(now),
-                ))
-                .execute(c)?,
+        let lock_free = meetings::creating_until
+            .is_null()
+            .or(meetings::creating_until.lt(now))
+            .or(meetings::creating_by.eq(holder.clone().unwrap_or_default()));
+        let set = (
+            meetings::server_id.eq(id_of(server)),
+            meetings::creating_by.eq(holder.clone()),
+            meetings::creating_until.eq(until),
+            meetings::updated_at.eq(now),
+        );
+        let updated = match (expected, lock.is_some()) {
+            (Some(e), true) => diesel::update(
+                target
+                    .filter(meetings::server_id.eq(e.get()))
+                    .filter(lock_free),
+            )
+            .set(set)
+            .execute(c)?,
+            (None, true) => diesel::update(
+                target
+                    .filter(meetings::server_id.is_null())
+                    .filter(lock_free),
+            )
+            .set(set)
+            .execute(c)?,
             (Some(e), false) => diesel::update(target.filter(meetings::server_id.eq(e.get())))
-                .set(meetings::updated_at.eq(now))
+                .set(set)
                 .execute(c)?,
             (None, false) => diesel::update(target.filter(meetings::server_id.is_null()))
-                .set(meetings::updated_at.eq(now))
+                .set(set)
                 .execute(c)?,
         };
         let row = meetings::table
@@ -234,61 +274,111 @@ pub fn claim(
         if let (1, true, Some(row), Some(server)) = (updated, moved, &row, server) {
             record_placement!(c, &row.meeting_id, server, now)?;
         }
-        Ok::<_, DbError>(row)
+        Ok::<_, DbError>((updated, row))
     }))?;
-    raw.map(RawMeeting::into_row).transpose()
+    let Some(row) = raw.map(RawMeeting::into_row).transpose()? else {
+        return Ok(Claim::Unknown);
+    };
+    Ok(match (updated, row.server == expected) {
+        (1, _) => Claim::Won(row),
+        (_, false) => Claim::Lost(row),
+        (_, true) => Claim::Busy(row),
+    })
 }
 
-/// Notes that a poll at `polled_at` listed `meeting_ids` on `server`: followers treat a
-/// meeting as seen while its `seen_at` is not older than the server's last poll.
-pub fn mark_seen(
-    conn: &mut DbConn,
-    server: ServerId,
-    polled_at: i64,
-    meeting_ids: &[String],
-) -> Result<usize, DbError> {
-    let mut n = 0;
-    // Bounded IN lists (SQLite limits bound parameters).
-    for chunk in meeting_ids.chunks(500) {
-        n += with_conn!(conn, |c| diesel::update(
-            meetings::table
-                .filter(meetings::server_id.eq(server.get()))
-                .filter(meetings::meeting_id.eq_any(chunk))
-        )
-        .set(meetings::seen_at.eq(polled_at))
-        .execute(c))?;
-    }
-    Ok(n)
-}
-
-/// Records the createTime BBB answered a `create` with. When that create started a new BBB
-/// instance (`started_instance`: the issue time of its end-callback token), the instance's
-/// callbacks are the ones to accept from now on and the meeting no longer counts as ended.
-pub fn record_create(
+/// The create this instance sent is done: the lock is released, and when it succeeded its
+/// createTime is recorded; when it started a new BBB instance (`started_instance`: the issue
+/// time of its end-callback token), that instance's callbacks are the ones to accept from now
+/// on and the meeting no longer counts as ended.
+pub fn finish_create(
     conn: &mut DbConn,
     key: &MeetingKey,
-    create_time: i64,
-    started_instance: Option<i64>,
-) -> Result<bool, DbError> {
+    instance: &str,
+    created: Option<(i64, Option<i64>)>,
+) -> Result<(), DbError> {
     let now = now_ms();
-    let target = meetings::table.find(key.as_str());
-    let n = with_conn!(conn, |c| match started_instance {
-        Some(issued_at) => diesel::update(target)
-            .set((
-                meetings::create_time.eq(create_time),
-                meetings::callback_issued_at.eq(issued_at),
-                meetings::ended_at.eq(None::<i64>),
-                meetings::updated_at.eq(now),
-            ))
-            .execute(c),
-        None => diesel::update(target)
-            .set((
-                meetings::create_time.eq(create_time),
-                meetings::updated_at.eq(now),
-            ))
-            .execute(c),
-    })?;
+    let mine = meetings::table
+        .find(key.as_str())
+        .filter(meetings::creating_by.eq(instance));
+    let release = (
+        meetings::creating_by.eq(None::<String>),
+        meetings::creating_until.eq(None::<i64>),
+        meetings::updated_at.eq(now),
+    );
+    with_conn!(conn, |c| c.transaction(|c| {
+        diesel::update(mine).set(release).execute(c)?;
+        if let Some((create_time, started)) = created {
+            let target = meetings::table.find(key.as_str());
+            match started {
+                Some(issued_at) => diesel::update(target)
+                    .set((
+                        meetings::create_time.eq(create_time),
+                        meetings::callback_issued_at.eq(issued_at),
+                        meetings::ended_at.eq(None::<i64>),
+                    ))
+                    .execute(c)?,
+                None => diesel::update(target)
+                    .set(meetings::create_time.eq(create_time))
+                    .execute(c)?,
+            };
+        }
+        Ok::<_, DbError>(())
+    }))
+}
+
+/// The leader's poll of `server`, sent at `polled_at`, no longer lists the meeting: it ended
+/// there without a callback. Recorded unless the meeting changed after the poll was sent (moved
+/// or created again). Answers whether it was recorded.
+pub fn mark_gone(
+    conn: &mut DbConn,
+    key: &MeetingKey,
+    server: ServerId,
+    polled_at: i64,
+) -> Result<bool, DbError> {
+    let n = with_conn!(conn, |c| diesel::update(
+        meetings::table
+            .find(key.as_str())
+            .filter(meetings::server_id.eq(server.get()))
+            .filter(meetings::ended_at.is_null())
+            .filter(meetings::updated_at.lt(polled_at))
+    )
+    .set((
+        meetings::ended_at.eq(polled_at),
+        meetings::updated_at.eq(now_ms()),
+    ))
+    .execute(c))?;
     Ok(n > 0)
+}
+
+/// Meetings changed at or after `since_ms` (by `updated_at`, the writer's clock), oldest change
+/// first, at most `limit`; with `after`, only those after that `(updated_at, key)` (the last
+/// one of the previous batch).
+pub fn changed_since(
+    conn: &mut DbConn,
+    since_ms: i64,
+    after: Option<&(i64, String)>,
+    limit: i64,
+) -> Result<Vec<MeetingRow>, DbError> {
+    let order = (meetings::updated_at, meetings::meeting_key);
+    let raw = match after {
+        None => with_conn!(conn, |c| meetings::table
+            .filter(meetings::updated_at.ge(since_ms))
+            .order(order)
+            .limit(limit)
+            .select(RawMeeting::as_select())
+            .load(c))?,
+        Some((at, key)) => with_conn!(conn, |c| meetings::table
+            .filter(
+                meetings::updated_at.gt(*at).or(meetings::updated_at
+                    .eq(*at)
+                    .and(meetings::meeting_key.gt(key))),
+            )
+            .order(order)
+            .limit(limit)
+            .select(RawMeeting::as_select())
+            .load(c))?,
+    };
+    Ok(rows(raw))
 }
 
 /// BBB says the instance of `meeting_id` whose end-callback token was issued at `issued_at`
@@ -313,7 +403,6 @@ pub fn mark_ended(
         .set((
             meetings::ended_at.eq(now),
             meetings::callback_issued_at.eq(issued_at),
-            meetings::seen_at.eq(None::<i64>),
             meetings::updated_at.eq(now),
         ))
         .execute(c)?;
@@ -389,9 +478,10 @@ mod tests {
             create_time: None,
             created_at: 0,
             updated_at: 0,
-            seen_at: None,
             callback_issued_at: None,
             ended_at: None,
+            creating_by: None,
+            creating_until: None,
         }
     }
 
@@ -404,16 +494,16 @@ mod tests {
             let again = insert_or_get(conn, &row("room:w:r", "m-other", sid(2))).unwrap();
             assert_eq!((again.meeting_id.as_str(), again.server), ("m1", sid(1)));
 
-            let moved = claim(conn, &key("room:w:r"), sid(1), sid(2))
-                .unwrap()
-                .unwrap();
+            let Claim::Won(moved) = claim(conn, &key("room:w:r"), sid(1), sid(2), None).unwrap()
+            else {
+                panic!("the move is won");
+            };
             assert_eq!(moved.server, sid(2));
-            assert!(record_create(conn, &key("room:w:r"), 99, None).unwrap());
+            finish_create(conn, &key("room:w:r"), "me", Some((99, None))).unwrap();
             assert_eq!(
                 get(conn, &key("room:w:r")).unwrap().unwrap().create_time,
                 Some(99)
             );
-            assert!(!record_create(conn, &key("room:w:nope"), 1, None).unwrap());
 
             let mut ever = servers_ever(conn, "m1").unwrap();
             ever.sort();
@@ -448,33 +538,34 @@ mod tests {
         for_each_backend(|conn| {
             let k = key("room:w:r");
             insert_or_get(conn, &row("room:w:r", "m1", None)).unwrap();
+            let server = |c: Claim| match c {
+                Claim::Won(r) | Claim::Lost(r) | Claim::Busy(r) => r.server,
+                Claim::Unknown => panic!("a known meeting"),
+            };
             // Both instances saw it unplaced; the first claim wins, the second finds server 1.
-            assert_eq!(
-                claim(conn, &k, None, sid(1)).unwrap().unwrap().server,
-                sid(1)
-            );
-            assert_eq!(
-                claim(conn, &k, None, sid(2)).unwrap().unwrap().server,
-                sid(1)
-            );
+            let first = claim(conn, &k, None, sid(1), None).unwrap();
+            assert!(matches!(first, Claim::Won(_)));
+            let second = claim(conn, &k, None, sid(2), None).unwrap();
+            assert!(matches!(second, Claim::Lost(_)));
+            assert_eq!(server(second), sid(1));
             assert_eq!(servers_ever(conn, "m1").unwrap(), vec![ServerId::new(1)]);
             // A re-create where it is confirms the placement; one where it no longer is finds
             // out where it went instead of splitting the meeting.
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), None).unwrap(),
+                Claim::Won(_)
+            ));
             assert_eq!(
-                claim(conn, &k, sid(1), sid(1)).unwrap().unwrap().server,
-                sid(1)
-            );
-            assert_eq!(
-                claim(conn, &k, sid(1), sid(2)).unwrap().unwrap().server,
+                server(claim(conn, &k, sid(1), sid(2), None).unwrap()),
                 sid(2)
             );
+            let stale = claim(conn, &k, sid(1), sid(1), None).unwrap();
+            assert!(matches!(stale, Claim::Lost(_)));
+            assert_eq!(server(stale), sid(2));
             assert_eq!(
-                claim(conn, &k, sid(1), sid(1)).unwrap().unwrap().server,
-                sid(2)
+                claim(conn, &key("room:w:nope"), None, sid(1), None).unwrap(),
+                Claim::Unknown
             );
-            assert!(claim(conn, &key("room:w:nope"), None, sid(1))
-                .unwrap()
-                .is_none());
         });
     }
 
@@ -493,10 +584,12 @@ mod tests {
                     std::thread::spawn(move || {
                         let mut conn = db.get().unwrap();
                         barrier.wait();
-                        claim(&mut conn, &key("room:w:race"), None, sid(server))
+                        match claim(&mut conn, &key("room:w:race"), None, sid(server), None)
                             .unwrap()
-                            .unwrap()
-                            .server
+                        {
+                            Claim::Won(r) | Claim::Lost(r) | Claim::Busy(r) => r.server,
+                            Claim::Unknown => None,
+                        }
                     })
                 })
                 .collect();
@@ -513,17 +606,83 @@ mod tests {
     }
 
     #[test]
-    fn mark_seen_only_touches_meetings_on_that_server() {
+    fn one_instance_creates_while_the_others_wait_until_it_is_done_or_late() {
         for_each_backend(|conn| {
+            let k = key("room:w:r");
+            insert_or_get(conn, &row("room:w:r", "m1", sid(1))).unwrap();
+            let lock = |instance, until_ms| Some(CreateLock { instance, until_ms });
+            let later = now_ms() + 60_000;
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("a", later)).unwrap(),
+                Claim::Won(_)
+            ));
+            // b sees the create in flight, even where it meant to move the meeting.
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("b", later)).unwrap(),
+                Claim::Busy(_)
+            ));
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(2), lock("b", later)).unwrap(),
+                Claim::Busy(_)
+            ));
+            // a may re-take its own lock; once a is done, b may create.
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("a", later)).unwrap(),
+                Claim::Won(_)
+            ));
+            finish_create(conn, &k, "a", Some((7, Some(100)))).unwrap();
+            let stored = get(conn, &k).unwrap().unwrap();
+            assert_eq!(
+                (stored.create_time, stored.callback_issued_at),
+                (Some(7), Some(100))
+            );
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("b", now_ms() - 1)).unwrap(),
+                Claim::Won(_)
+            ));
+            // b's lock ran out (its deadline passed): c takes over.
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("c", later)).unwrap(),
+                Claim::Won(_)
+            ));
+            // Finishing someone else's create changes nothing of the lock.
+            finish_create(conn, &k, "b", None).unwrap();
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), lock("d", later)).unwrap(),
+                Claim::Busy(_)
+            ));
+        });
+    }
+
+    #[test]
+    fn changes_are_read_since_a_time_and_polls_record_meetings_gone() {
+        for_each_backend(|conn| {
+            let before = now_ms();
             insert_or_get(conn, &row("room:w:a", "ma", sid(1))).unwrap();
             insert_or_get(conn, &row("room:w:b", "mb", sid(2))).unwrap();
-            let ids = vec!["ma".to_string(), "mb".to_string(), "foreign".to_string()];
-            assert_eq!(mark_seen(conn, ServerId::new(1), 77, &ids).unwrap(), 1);
-            assert_eq!(
-                get(conn, &key("room:w:a")).unwrap().unwrap().seen_at,
-                Some(77)
+            let changed = changed_since(conn, before, None, 10).unwrap();
+            assert_eq!(changed.len(), 2);
+            assert!(changed_since(conn, now_ms() + 1000, None, 10)
+                .unwrap()
+                .is_empty());
+            let first = changed_since(conn, before, None, 1).unwrap();
+            assert_eq!(first.len(), 1, "limited");
+            let after = (
+                first[0].updated_at,
+                first[0].meeting_key.as_str().to_string(),
             );
-            assert_eq!(get(conn, &key("room:w:b")).unwrap().unwrap().seen_at, None);
+            let rest = changed_since(conn, before, Some(&after), 10).unwrap();
+            assert_eq!(rest.len(), 1, "the next batch");
+            assert_ne!(rest[0].meeting_key, first[0].meeting_key);
+            // A poll sent before the last change says nothing about it.
+            assert!(!mark_gone(conn, &key("room:w:a"), ServerId::new(1), before - 1).unwrap());
+            let later = now_ms() + 1;
+            assert!(!mark_gone(conn, &key("room:w:a"), ServerId::new(2), later).unwrap());
+            assert!(mark_gone(conn, &key("room:w:a"), ServerId::new(1), later).unwrap());
+            assert_eq!(
+                get(conn, &key("room:w:a")).unwrap().unwrap().ended_at,
+                Some(later)
+            );
         });
     }
 
@@ -544,7 +703,7 @@ mod tests {
             assert_eq!(mark_ended(conn, "ma", 100).unwrap(), Some(k.clone()));
             assert!(get(conn, &k).unwrap().unwrap().ended_at.is_some());
             // A new instance, started by a create whose token was issued at 200.
-            record_create(conn, &k, 5, Some(200)).unwrap();
+            finish_create(conn, &k, "me", Some((5, Some(200)))).unwrap();
             let stored = get(conn, &k).unwrap().unwrap();
             assert_eq!(
                 (stored.ended_at, stored.callback_issued_at),
@@ -557,7 +716,7 @@ mod tests {
             assert_eq!(mark_ended(conn, "ma", 200).unwrap(), Some(k.clone()));
             assert_eq!(mark_ended(conn, "nope", 300).unwrap(), None);
             // A duplicate create does not revive it.
-            record_create(conn, &k, 5, None).unwrap();
+            finish_create(conn, &k, "me", Some((5, None))).unwrap();
             assert!(get(conn, &k).unwrap().unwrap().ended_at.is_some());
         });
     }

@@ -83,7 +83,6 @@ diesel::table! {
         create_time -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
-        seen_at -> Nullable<BigInt>,
         callback_issued_at -> Nullable<BigInt>,
         ended_at -> Nullable<BigInt>,
         creating_by -> Nullable<Text>,

@@ -418,9 +418,10 @@ mod tests {
                 create_time: None,
                 created_at: 0,
                 updated_at: 0,
-                seen_at: None,
                 callback_issued_at: None,
                 ended_at: None,
+                creating_by: None,
+                creating_until: None,
             };
             meetings::insert_or_get(conn, &row).unwrap();
             assert_eq!(panic(conn, a.id).unwrap(), Some(1));

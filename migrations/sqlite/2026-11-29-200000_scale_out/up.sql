@@ -13,6 +13,9 @@ ALTER TABLE meetings ADD COLUMN creating_by TEXT;
 ALTER TABLE meetings ADD COLUMN creating_until BIGINT;
 -- Instances read only the meetings changed since their last read.
 CREATE INDEX meetings_updated_at ON meetings (updated_at);
+-- Followers no longer take liveness from the leader's polls (confirmations are shared as they
+-- happen), so nobody writes which meetings each poll listed.
+ALTER TABLE meetings DROP COLUMN seen_at;
 
 -- Meetings placed on a server that its polls have not counted yet, with the load they are
 -- expected to bring, shared by every instance's placement.

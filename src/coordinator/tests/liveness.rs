@@ -298,6 +298,7 @@ async fn a_re_create_where_the_meeting_was_claims_it_and_follows_a_move_by_anoth
             &key,
             Some(h.ids[here - 1]),
             Some(h.ids[there - 1]),
+            None,
         )
         .unwrap();
     }

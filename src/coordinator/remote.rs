@@ -1,0 +1,122 @@
+//! What other instances tell this one (PostgreSQL `NOTIFY`, see [`crate::db::changes`]): a
+//! meeting BBB ended, a create they sent and what it confirmed, a placement that changed. And
+//! the waiting for another instance's create: a join that finds one in flight waits for its
+//! outcome instead of sending a second `create`.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::db::changes::Change;
+use crate::db::meetings::MeetingRow;
+use crate::db::now_ms;
+use crate::ids::MeetingKey;
+
+use super::ensure::{Attempts, MeetingSpec};
+use super::{BbbCoordinator, JoinResult, LocalActFut};
+
+/// A change another instance made.
+#[derive(Debug, Clone)]
+pub struct RemoteChange(pub Change);
+
+impl Message for RemoteChange {
+    type Result = ();
+}
+
+/// The instant of a wall-clock time in ms (now, if it lies in the future).
+pub(super) fn instant_of(ms: i64) -> Instant {
+    let age = u64::try_from(now_ms().saturating_sub(ms)).unwrap_or(0);
+    Instant::now()
+        .checked_sub(Duration::from_millis(age))
+        .unwrap_or_else(Instant::now)
+}
+
+impl BbbCoordinator {
+    /// Wakes the joins waiting for another instance's create of `key`.
+    fn wake_remote_waits(&mut self, key: &MeetingKey) {
+        for waiter in self.remote_waits.remove(key).unwrap_or_default() {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Another instance is sending the create of `spec`'s meeting (its row says until when):
+    /// wait for its outcome, then plan again (a confirmation it shared is then answered from
+    /// memory; a failure or silence until its deadline lets this join try itself).
+    pub(super) fn await_remote_create(
+        &mut self,
+        spec: Rc<MeetingSpec>,
+        mut attempts: Attempts,
+        row: MeetingRow,
+        _ctx: &mut Context<Self>,
+    ) -> LocalActFut<JoinResult> {
+        let until = row.creating_until.unwrap_or(0);
+        self.adopt_row(row);
+        self.publish();
+        let (tx, rx) = oneshot::channel();
+        self.remote_waits
+            .entry(spec.key.clone())
+            .or_default()
+            .push(tx);
+        let lock_left = u64::try_from(until.saturating_sub(now_ms())).unwrap_or(0);
+        let wait = attempts
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(lock_left + 100));
+        self.stats.creates_awaited_elsewhere += 1;
+        attempts.waited_elsewhere = true;
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout(wait, rx).await;
+            }
+            .into_actor(self)
+            .then(move |(), act, ctx| act.attempt(spec, attempts, ctx)),
+        )
+    }
+
+    fn apply_remote(&mut self, change: Change) {
+        match change {
+            Change::Ended { key, issued_at } => {
+                self.apply_end(&key, issued_at);
+            }
+            Change::Gone { key, polled_at } => {
+                let sent = instant_of(polled_at);
+                self.meetings.update(&key, |e| {
+                    if e.changed_at() <= sent {
+                        e.ended(None);
+                    }
+                });
+            }
+            Change::Confirmed {
+                key,
+                server,
+                create_time,
+                sent_at,
+            } => {
+                let sent = instant_of(sent_at);
+                // The other instance claimed the placement before it created: follow it, then
+                // take the confirmation (unless this instance knows something newer).
+                self.meetings.update(&key, |e| {
+                    if e.changed_at() <= sent || e.server() == Some(server) {
+                        e.adopt(Some(server));
+                        e.confirm(server, create_time, sent);
+                    }
+                });
+                self.wake_remote_waits(&key);
+            }
+            Change::CreateFailed { key } => self.wake_remote_waits(&key),
+            Change::Placed { .. } => self.sync_soon(),
+        }
+        self.publish();
+    }
+}
+
+impl Handler<RemoteChange> for BbbCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChange, ctx: &mut Self::Context) {
+        self.apply_remote(msg.0);
+        self.run_pending_sync(ctx);
+    }
+}

@@ -81,9 +81,19 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to a `ws://…/ws/world/{world}/` URL.
     pub async fn connect(url: &str) -> Result<WsClient, String> {
-        let (_resp, conn) = awc::Client::new()
-            .ws(url)
-            .max_frame_size(1 << 20)
+        Self::connect_with_headers(url, &[]).await
+    }
+
+    /// Connects with extra request headers (a proxy's `X-Forwarded-For`, say).
+    pub async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, String> {
+        let mut request = awc::Client::new().ws(url).max_frame_size(1 << 20);
+        for (name, value) in headers {
+            request = request.set_header(*name, *value);
+        }
+        let (_resp, conn) = request
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::IpNet;
+
 /// The defaults, compiled in so an installed binary needs no files.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -19,12 +21,16 @@ pub struct Settings {
     pub bbb: BbbSettings,
     pub admin: AdminSettings,
     pub cache: CacheSettings,
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
+    /// The public listener: WebSocket, BBB's end callbacks, health.
     pub listen: SocketAddr,
+    /// The private listener: admin REST, metrics, the status page.
+    pub admin_listen: SocketAddr,
     /// The base URL BBB servers reach this gateway at (end callbacks); `None`: `http://` and
     /// the address actually bound.
     #[serde(default)]
@@ -87,6 +93,25 @@ impl std::fmt::Debug for AdminSettings {
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     pub refresh_interval_ms: u64,
+}
+
+/// Abuse controls (`[limits]`): what one client may cost the gateway, so a flood costs the
+/// flooder and not the other users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Frames a session may send a second on average, after a burst of `frames_burst`.
+    pub frames_per_sec: u32,
+    pub frames_burst: u32,
+    /// Open WebSocket connections per client address (IPv6: per /64).
+    pub connections_per_ip: u32,
+    /// `authenticate` commands per client address a second, after a burst.
+    pub authenticate_per_ip_per_sec: u32,
+    pub authenticate_per_ip_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client address (addresses or CIDR
+    /// ranges); empty: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Timing and abuse limits of a session; tests shorten them.
@@ -157,6 +182,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("admin.tokens")
+                .with_list_parse_key("limits.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
@@ -199,6 +225,25 @@ impl Settings {
         positive("bbb.confirm_ttl_ms", self.bbb.confirm_ttl_ms)?;
         positive("bbb.join_deadline_ms", self.bbb.join_deadline_ms)?;
         positive("cache.refresh_interval_ms", self.cache.refresh_interval_ms)?;
+        let l = &self.limits;
+        positive("limits.frames_per_sec", l.frames_per_sec.into())?;
+        positive("limits.frames_burst", l.frames_burst.into())?;
+        positive("limits.connections_per_ip", l.connections_per_ip.into())?;
+        positive(
+            "limits.authenticate_per_ip_per_sec",
+            l.authenticate_per_ip_per_sec.into(),
+        )?;
+        positive(
+            "limits.authenticate_per_ip_burst",
+            l.authenticate_per_ip_burst.into(),
+        )?;
+        if self.http.admin_listen == self.http.listen && self.http.listen.port() != 0 {
+            return Err(ConfigError(format!(
+                "http.admin_listen must differ from http.listen (both are {}): the admin \
+                 routes are served on their own listener",
+                self.http.listen
+            )));
+        }
         if let Some(url) = &self.http.public_url {
             let parsed = url::Url::parse(url)
                 .map_err(|e| ConfigError(format!("http.public_url is not a URL ({e}): {url:?}")))?;

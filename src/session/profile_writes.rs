@@ -1,0 +1,123 @@
+//! The `user.update` writes of one session: one database write at a time, in the order the
+//! updates arrived. Each update replaces the whole profile, so while a write is under way only
+//! the newest waiting profile needs writing; the updates it supersedes are answered with it.
+//! However many updates a client pipelines, it has at most one write on the shared pool, and a
+//! bounded number of answers waiting.
+
+use serde_json::Value;
+
+use crate::user::{Profile, ProfileDocument};
+
+/// A profile to write and the request ids of every update it answers.
+#[derive(Debug)]
+pub struct ProfileWrite {
+    pub document: ProfileDocument,
+    pub profile: Profile,
+    pub ids: Vec<Option<Value>>,
+}
+
+/// What to do with a submitted update.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Nothing was being written: write this now.
+    Start(ProfileWrite),
+    /// A write is under way; this one follows it (answered when its profile is written).
+    Queued,
+    /// Too many updates are waiting already: refuse this one.
+    Refused,
+}
+
+/// The session's write queue.
+#[derive(Debug)]
+pub struct ProfileWrites {
+    writing: bool,
+    waiting: Option<ProfileWrite>,
+    max_waiting: usize,
+}
+
+impl ProfileWrites {
+    /// At most `max_waiting` updates wait behind the write under way.
+    pub fn new(max_waiting: usize) -> Self {
+        ProfileWrites {
+            writing: false,
+            waiting: None,
+            max_waiting: max_waiting.max(1),
+        }
+    }
+
+    /// An update of the profile to `document` with request id `id`.
+    pub fn submit(
+        &mut self,
+        document: ProfileDocument,
+        profile: Profile,
+        id: Option<Value>,
+    ) -> Submitted {
+        if !self.writing {
+            self.writing = true;
+            return Submitted::Start(ProfileWrite {
+                document,
+                profile,
+                ids: vec![id],
+            });
+        }
+        let mut ids = match self.waiting.take() {
+            Some(w) if w.ids.len() >= self.max_waiting => {
+                self.waiting = Some(w);
+                return Submitted::Refused;
+            }
+            Some(w) => w.ids,
+            None => Vec::new(),
+        };
+        ids.push(id);
+        self.waiting = Some(ProfileWrite {
+            document,
+            profile,
+            ids,
+        });
+        Submitted::Queued
+    }
+
+    /// The write under way finished (stored or failed); returns the next one to start.
+    pub fn finished(&mut self) -> Option<ProfileWrite> {
+        let next = self.waiting.take();
+        self.writing = next.is_some();
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(name: &str) -> (ProfileDocument, Profile) {
+        ProfileDocument::from_client(&json!({ "display_name": name })).unwrap()
+    }
+
+    fn submit(w: &mut ProfileWrites, name: &str, id: i64) -> Submitted {
+        let (d, p) = doc(name);
+        w.submit(d, p, Some(json!(id)))
+    }
+
+    #[test]
+    fn one_write_at_a_time_and_only_the_newest_waiting_profile() {
+        let mut w = ProfileWrites::new(3);
+        let Submitted::Start(first) = submit(&mut w, "a", 1) else {
+            panic!("the first update starts at once")
+        };
+        assert_eq!(first.ids, vec![Some(json!(1))]);
+        assert!(matches!(submit(&mut w, "b", 2), Submitted::Queued));
+        assert!(matches!(submit(&mut w, "c", 3), Submitted::Queued));
+        assert!(matches!(submit(&mut w, "d", 4), Submitted::Queued));
+        assert!(matches!(submit(&mut w, "e", 5), Submitted::Refused));
+        let next = w.finished().expect("the waiting profile");
+        assert_eq!(next.profile.usable_name(), Some("d"));
+        assert_eq!(next.ids, vec![Some(json!(2)), Some(json!(3)), Some(json!(4))]);
+        // While that one is written, new updates queue again.
+        assert!(matches!(submit(&mut w, "f", 6), Submitted::Queued));
+        let last = w.finished().expect("f");
+        assert_eq!(last.ids, vec![Some(json!(6))]);
+        assert!(w.finished().is_none());
+        assert!(matches!(submit(&mut w, "g", 7), Submitted::Start(_)));
+    }
+}

@@ -9,7 +9,7 @@ use crate::helpers::*;
 const TOKEN: &str = "test-admin-token-0123456789";
 
 async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = awc::Client::default().get(app.url(path));
+    let mut req = awc::Client::default().get(app.admin_url(path));
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
     }
@@ -23,7 +23,7 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
 
 async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let mut req = awc::Client::default()
-        .post(app.url(path))
+        .post(app.admin_url(path))
         .insert_header(("Content-Type", "application/json"));
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));

@@ -120,15 +120,25 @@ async fn user_update_stores_the_profile() {
 }
 
 #[actix_web::test]
-async fn healthz_reports_the_database() {
+async fn health_routes_report_the_database() {
     let app = spawn_app().await;
-    let resp = awc::Client::new()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
-    assert_eq!(resp, json!({"status": "ok", "database": "ok"}));
+    let get = |path: &'static str| {
+        let url = app.url(path);
+        async move {
+            let mut resp = awc::Client::new().get(url).send().await.unwrap();
+            let body = resp.json::<serde_json::Value>().await.unwrap();
+            (resp.status().as_u16(), body)
+        }
+    };
+    assert_eq!(get("/livez").await, (200, json!({"status": "ok"})));
+    for path in ["/readyz", "/healthz"] {
+        assert_eq!(
+            get(path).await,
+            (
+                200,
+                json!({"status": "ok", "database": "ok", "meetings_in_memory": 0})
+            ),
+            "{path}"
+        );
+    }
 }

@@ -99,11 +99,8 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             start_demo(settings).await?
         } else {
             let app = crate::startup::Application::build(settings).await?;
-            log::info!(
-                "bbb-gateway listening on port {} (admin on port {})",
-                app.port(),
-                app.admin_port()
-            );
+            log::info!("bbb-gateway listening on port {}", app.port());
+            log::info!("admin routes listening on port {}", app.admin_port());
             app
         };
         app.run_until_signal(signals).await?;

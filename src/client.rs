@@ -119,6 +119,20 @@ impl WsClient {
             .await
     }
 
+    /// Sends text frames back to back and flushes once, as a client pipelining requests does.
+    pub async fn send_pipelined(&mut self, frames: &[String]) -> Result<(), Closed> {
+        for f in frames {
+            self.conn
+                .feed(ws::Message::Text(f.clone().into()))
+                .await
+                .map_err(|e| Closed::Send(e.to_string()))?;
+        }
+        self.conn
+            .flush()
+            .await
+            .map_err(|e| Closed::Send(e.to_string()))
+    }
+
     pub async fn send_binary(&mut self, b: &[u8]) -> Result<(), Closed> {
         self.send_message(ws::Message::Binary(Bytes::copy_from_slice(b)))
             .await

@@ -306,6 +306,14 @@ pub fn set_moderation(
     Ok(())
 }
 
+/// How many users a world has.
+pub fn count_in_world(conn: &mut DbConn, world_id: &str) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, |c| users::table
+        .filter(users::world_id.eq(world_id))
+        .count()
+        .get_result::<i64>(c))?)
+}
+
 /// The user of a token uid in a world, if any.
 pub fn find_token_user(
     conn: &mut DbConn,

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on port 0, driven only through its public interface.
 //! One test binary keeps linking cheap.
 
+mod abuse;
 mod admin;
 mod bad_input;
 mod bbb_join;

@@ -18,6 +18,7 @@ mod liveness;
 mod moderation;
 mod multi_instance;
 mod raw_ws;
+mod secrets;
 mod signals;
 mod status_page;
 mod ws_protocol;

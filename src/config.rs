@@ -383,6 +383,50 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_and_the_limits_have_defaults() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.http.admin_listen.to_string(), "127.0.0.1:8376");
+        let l = &s.limits;
+        assert_eq!((l.frames_per_sec, l.frames_burst), (20, 100));
+        assert_eq!(l.connections_per_ip, 1000);
+        assert_eq!(
+            (l.authenticate_per_ip_per_sec, l.authenticate_per_ip_burst),
+            (20, 200)
+        );
+        assert!(l.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_environment_and_bad_ones_name_the_key() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "BBB_GATEWAY__LIMITS__TRUSTED_PROXIES",
+                "127.0.0.1,10.0.0.0/8,fd00::/8",
+            )]),
+        )
+        .unwrap();
+        let proxies = &s.limits.trusted_proxies;
+        assert_eq!(proxies.len(), 3);
+        assert!(proxies[1].contains("10.2.3.4".parse().unwrap()));
+        let e = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__LIMITS__TRUSTED_PROXIES", "10.0.0.0/99")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__LIMITS__FRAMES_PER_SEC", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("limits.frames_per_sec"), "{e}");
+        let e = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:8375")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http.admin_listen"), "{e}");
+    }
+
+    #[test]
     fn missing_file_is_reported() {
         let e =
             Settings::load_with_env(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();

@@ -142,7 +142,9 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     println!("  moderator token:  {moderator}");
     println!("  attendee token:   {attendee}");
     println!("  admin token:      {admin_token}");
-    println!("  status:           curl -H 'Authorization: Bearer {admin_token}' {admin}/api/v1/status");
+    println!(
+        "  status:           curl -H 'Authorization: Bearer {admin_token}' {admin}/api/v1/status"
+    );
     println!("  status page:      {admin}/admin/#token={admin_token}");
     println!("  metrics:          {admin}/metrics");
     println!("  ready:            curl http://127.0.0.1:{port}/readyz");

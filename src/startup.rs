@@ -170,7 +170,9 @@ impl Stopper {
 /// call before the runtime is busy). Warns about worlds with short JWT secrets.
 fn open_gateway_database(settings: &Settings) -> anyhow::Result<(Db, EndCallbackKey)> {
     let db = open_database(settings)?;
-    let mut conn = db.get().context("cannot read the end-callback key from the database")?;
+    let mut conn = db
+        .get()
+        .context("cannot read the end-callback key from the database")?;
     let key = EndCallbackKey::load(&mut conn)
         .context("cannot read the end-callback key from the database")?;
     warn_about_short_secrets(&mut conn);

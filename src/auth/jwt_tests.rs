@@ -148,9 +148,18 @@ fn not_before_is_honoured_with_the_same_leeway() {
         sign(Algorithm::HS256, &c, &s.secret)
     };
     let verify = |t: &str| verify_token(t, std::slice::from_ref(&s));
-    assert!(verify(&with_nbf(json!(now_secs() - 60))).is_ok(), "valid since a minute");
-    assert!(verify(&with_nbf(json!(now_secs() + 10))).is_ok(), "within 30 s leeway");
-    assert!(verify(&with_nbf(json!((now_secs() + 10) as f64))).is_ok(), "a float");
+    assert!(
+        verify(&with_nbf(json!(now_secs() - 60))).is_ok(),
+        "valid since a minute"
+    );
+    assert!(
+        verify(&with_nbf(json!(now_secs() + 10))).is_ok(),
+        "within 30 s leeway"
+    );
+    assert!(
+        verify(&with_nbf(json!((now_secs() + 10) as f64))).is_ok(),
+        "a float"
+    );
     assert!(verify(&with_nbf(Value::Null)).is_ok(), "null is absent");
     for bad in [
         json!(now_secs() + 120),
@@ -158,7 +167,11 @@ fn not_before_is_honoured_with_the_same_leeway() {
         json!("yesterday"),
         json!(f64::MAX),
     ] {
-        assert_eq!(verify(&with_nbf(bad.clone())), Err(AuthError::Invalid), "{bad}");
+        assert_eq!(
+            verify(&with_nbf(bad.clone())),
+            Err(AuthError::Invalid),
+            "{bad}"
+        );
     }
 }
 

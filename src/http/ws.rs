@@ -1,11 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 use actix_web_actors::ws::WsResponseBuilder;
+use serde_json::json;
 
 use super::socket::ConnectionSocket;
+use crate::limits::client_ip;
 use crate::protocol::MAX_FRAME_BYTES;
 use crate::session::WsSession;
-use crate::limits::client_ip;
 use crate::state::AppState;
 
 /// World ids are short printable strings; anything else cannot name a world.
@@ -20,7 +20,11 @@ fn client_address(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAdd
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok());
-    Some(client_ip(peer, forwarded, &state.settings.limits.trusted_proxies))
+    Some(client_ip(
+        peer,
+        forwarded,
+        &state.settings.limits.trusted_proxies,
+    ))
 }
 
 /// `GET /ws/world/{world_id}/`: upgrades to a [`WsSession`]. An unknown world still gets a

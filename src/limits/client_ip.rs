@@ -23,7 +23,9 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -160,7 +162,14 @@ mod tests {
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
         let all: IpNet = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("203.0.113.9")));
-        for bad in ["", "nope", "10.0.0.0/33", "::/129", "10.0.0.0/x", "1.2.3.4/-1"] {
+        for bad in [
+            "",
+            "nope",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/x",
+            "1.2.3.4/-1",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
     }
@@ -235,6 +244,9 @@ mod tests {
             IpKey::from(ip("2001:db8:1:2::1")),
             IpKey::from(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(IpKey::from(ip("::ffff:1.2.3.4")), IpKey::from(ip("1.2.3.4")));
+        assert_eq!(
+            IpKey::from(ip("::ffff:1.2.3.4")),
+            IpKey::from(ip("1.2.3.4"))
+        );
     }
 }

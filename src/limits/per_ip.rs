@@ -162,11 +162,11 @@ mod tests {
             assert!(l.allow_authenticate(ip("192.0.2.1"), t0), "burst {i}");
         }
         assert!(!l.allow_authenticate(ip("192.0.2.1"), t0));
-        assert!(l.allow_authenticate(ip("192.0.2.2"), t0), "others unaffected");
-        assert!(l.allow_authenticate(
-            ip("192.0.2.1"),
-            t0 + Duration::from_millis(500)
-        ));
+        assert!(
+            l.allow_authenticate(ip("192.0.2.2"), t0),
+            "others unaffected"
+        );
+        assert!(l.allow_authenticate(ip("192.0.2.1"), t0 + Duration::from_millis(500)));
     }
 
     #[test]

@@ -174,7 +174,10 @@ impl WsSession {
                 Ok(req) => req.id,
                 Err(invalid) => invalid.id,
             };
-            self.send(ctx, error_frame(id.as_ref(), &rate_limited("too many messages, slow down")));
+            self.send(
+                ctx,
+                error_frame(id.as_ref(), &rate_limited("too many messages, slow down")),
+            );
         }
         self.count_bad_frame(ctx);
     }
@@ -295,7 +298,10 @@ impl WsSession {
             Ok(None) => return self.send(ctx, success_frame(req.id.as_ref(), json!({}))),
             Err(e) => return self.send(ctx, error_frame(req.id.as_ref(), &e)),
         };
-        match self.profile_writes.submit(document, profile, req.id.clone()) {
+        match self
+            .profile_writes
+            .submit(document, profile, req.id.clone())
+        {
             Submitted::Start(write) => self.write_profile(user.id.clone(), write, ctx),
             Submitted::Queued => {}
             Submitted::Refused => {

@@ -112,7 +112,10 @@ mod tests {
         assert!(matches!(submit(&mut w, "e", 5), Submitted::Refused));
         let next = w.finished().expect("the waiting profile");
         assert_eq!(next.profile.usable_name(), Some("d"));
-        assert_eq!(next.ids, vec![Some(json!(2)), Some(json!(3)), Some(json!(4))]);
+        assert_eq!(
+            next.ids,
+            vec![Some(json!(2)), Some(json!(3)), Some(json!(4))]
+        );
         // While that one is written, new updates queue again.
         assert!(matches!(submit(&mut w, "f", 6), Submitted::Queued));
         let last = w.finished().expect("f");

@@ -31,7 +31,10 @@ fn error_path(edit: impl FnOnce(&mut Value)) -> String {
     let mut v = sample();
     edit(&mut v);
     let e = parse(&v).expect_err("must be rejected");
-    assert!(!e.to_string().contains("top-secret-value-0123456789abcdef"), "{e}");
+    assert!(
+        !e.to_string().contains("top-secret-value-0123456789abcdef"),
+        "{e}"
+    );
     e.path
 }
 

@@ -169,7 +169,10 @@ fn snapshots_load_with_merged_bbb_config() {
         assert_eq!(snap.timezone, chrono_tz::Europe::Berlin);
         let bbb = snap.room("room_1").unwrap().bbb.clone().unwrap();
         assert!(bbb.record && bbb.auto_camera && !bbb.waiting_room);
-        assert_eq!(snap.jwt_secrets[0].secret, "top-secret-value-0123456789abcdef");
+        assert_eq!(
+            snap.jwt_secrets[0].secret,
+            "top-secret-value-0123456789abcdef"
+        );
         assert!(snap.roles.contains_role("helper"));
         assert_eq!(
             snap.grants_by_uid["bob"],

@@ -71,7 +71,11 @@ async fn connections_are_capped_per_client_address() {
     app.import_world(&sample_world("w")).await;
     let mut open = Vec::new();
     for _ in 0..3 {
-        open.push(connect_from(&app, "w", "198.51.100.1").await.expect("within the cap"));
+        open.push(
+            connect_from(&app, "w", "198.51.100.1")
+                .await
+                .expect("within the cap"),
+        );
     }
     assert!(connect_from(&app, "w", "198.51.100.1").await.is_err());
     assert_eq!(plain_get_from(&app, "198.51.100.1").await, 429);
@@ -81,9 +85,15 @@ async fn connections_are_capped_per_client_address() {
     assert_eq!(other.recv_within(WAIT).await.unwrap(), json!(["pong", 1]));
     assert_eq!(plain_get_from(&app, "198.51.100.3").await, 400);
     // One IPv6 /64 is one address.
-    let _v6 = connect_from(&app, "w", "2001:db8:1:2::1").await.expect("v6");
-    let _v6b = connect_from(&app, "w", "2001:db8:1:2::2").await.expect("v6");
-    let _v6c = connect_from(&app, "w", "2001:db8:1:2::3").await.expect("v6");
+    let _v6 = connect_from(&app, "w", "2001:db8:1:2::1")
+        .await
+        .expect("v6");
+    let _v6b = connect_from(&app, "w", "2001:db8:1:2::2")
+        .await
+        .expect("v6");
+    let _v6c = connect_from(&app, "w", "2001:db8:1:2::3")
+        .await
+        .expect("v6");
     assert_eq!(plain_get_from(&app, "2001:db8:1:2::ffff").await, 429);
     assert_eq!(plain_get_from(&app, "2001:db8:1:3::1").await, 400);
     // A closed connection frees its place.
@@ -92,15 +102,27 @@ async fn connections_are_capped_per_client_address() {
         plain_get_from(&app, "198.51.100.1").await == 400
     })
     .await;
-    open.push(connect_from(&app, "w", "198.51.100.1").await.expect("again"));
+    open.push(
+        connect_from(&app, "w", "198.51.100.1")
+            .await
+            .expect("again"),
+    );
 }
 
 #[actix_web::test]
 async fn without_trusted_proxies_a_client_cannot_choose_its_address() {
-    let app = spawn_app_with(|s| s.limits.connections_per_ip = 2, SessionConfig::default()).await;
+    let app = spawn_app_with(
+        |s| s.limits.connections_per_ip = 2,
+        SessionConfig::default(),
+    )
+    .await;
     app.import_world(&sample_world("w")).await;
-    let _a = connect_from(&app, "w", "198.51.100.1").await.expect("first");
-    let _b = connect_from(&app, "w", "198.51.100.2").await.expect("second");
+    let _a = connect_from(&app, "w", "198.51.100.1")
+        .await
+        .expect("first");
+    let _b = connect_from(&app, "w", "198.51.100.2")
+        .await
+        .expect("second");
     // Every header names another address; all of them are 127.0.0.1 to the gateway.
     assert!(connect_from(&app, "w", "198.51.100.3").await.is_err());
     assert_eq!(plain_get_from(&app, "198.51.100.4").await, 429);
@@ -118,7 +140,9 @@ async fn logins_are_rate_limited_per_client_address() {
     )
     .await;
     app.import_world(&sample_world("w")).await;
-    let mut c = connect_from(&app, "w", "198.51.100.1").await.expect("connects");
+    let mut c = connect_from(&app, "w", "198.51.100.1")
+        .await
+        .expect("connects");
     let token = token_for("alice", &[], Some("Alice"));
     let mut logins = 0;
     let refusal = loop {

@@ -118,7 +118,11 @@ async fn the_admin_plane_is_only_on_the_admin_listener() {
     // The public routes stay public, and are not on the admin listener.
     for path in ["/livez", "/readyz", "/healthz"] {
         assert_eq!(status_on(app.port, "GET", path, None).await, 200, "{path}");
-        assert_eq!(status_on(app.admin_port, "GET", path, None).await, 404, "{path}");
+        assert_eq!(
+            status_on(app.admin_port, "GET", path, None).await,
+            404,
+            "{path}"
+        );
     }
     assert_eq!(
         status_on(app.admin_port, "GET", "/ws/world/w1/", None).await,

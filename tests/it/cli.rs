@@ -87,10 +87,9 @@ fn world_import_export_and_token() {
 
     // a JWT secret shorter than 32 bytes is refused, naming its path but not the secret
     let mut short = sample_world("cli");
-    short["jwt_secrets"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"issuer": "x", "audience": "y", "secret": "only-20-bytes-secret"}));
+    short["jwt_secrets"].as_array_mut().unwrap().push(
+        serde_json::json!({"issuer": "x", "audience": "y", "secret": "only-20-bytes-secret"}),
+    );
     let short_file = env.write("short.json", &short.to_string());
     let err = env.fails(&["world", "import", &short_file]);
     assert!(err.contains("jwt_secrets[1].secret"), "{err}");

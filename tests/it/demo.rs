@@ -232,7 +232,10 @@ fn demo_prints_commands_that_work() {
     assert!(status_line.contains("200"), "metrics: {status_line}");
     for path in ["/api/v1/status", "/metrics", "/admin/"] {
         let (status_line, _) = http_get_status(&format!("http://127.0.0.1:{ws_port}{path}"));
-        assert!(status_line.contains("404"), "{path} on the public port: {status_line}");
+        assert!(
+            status_line.contains("404"),
+            "{path} on the public port: {status_line}"
+        );
     }
     // the printed readiness check works on the public port
     let ready = shell_words(&field("ready:"));

@@ -164,7 +164,11 @@ async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
     let (status, body) = health(&app, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(
-        (&body["database"], &body["degraded"], &body["meetings_in_memory"]),
+        (
+            &body["database"],
+            &body["degraded"],
+            &body["meetings_in_memory"]
+        ),
         (&json!("unavailable"), &json!(["database"]), &json!(0))
     );
     assert_eq!(health(&app, "/livez").await.0, 200, "alive all the same");

@@ -33,7 +33,7 @@ async fn a_stored_short_secret_keeps_working() {
     let short = app
         .state
         .db
-        .run(|conn| bbb_gateway::world::worlds_with_short_secrets(conn))
+        .run(bbb_gateway::world::worlds_with_short_secrets)
         .await
         .expect("checked");
     assert_eq!(short, vec![("old".to_owned(), 1)]);
@@ -43,8 +43,8 @@ async fn a_stored_short_secret_keeps_working() {
         audience: "venueless".into(),
         secret: SHORT.into(),
     };
-    let token = bbb_gateway::auth::mint_token(&secret, "veteran", &[], Some("Vet"), 600)
-        .expect("minted");
+    let token =
+        bbb_gateway::auth::mint_token(&secret, "veteran", &[], Some("Vet"), 600).expect("minted");
     let mut c = app.ws("old").await;
     c.send(json!(["authenticate", {"token": token}])).await;
     let reply = c.recv().await.expect("a reply");

@@ -230,14 +230,22 @@ const UNLIMITED: [(&str, &str); 5] = [
     ("BBB_GATEWAY__LIMITS__FRAMES_PER_SEC", "1000000000"),
     ("BBB_GATEWAY__LIMITS__FRAMES_BURST", "1000000000"),
     ("BBB_GATEWAY__LIMITS__CONNECTIONS_PER_IP", "1000000000"),
-    ("BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_PER_SEC", "1000000000"),
-    ("BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_BURST", "1000000000"),
+    (
+        "BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_PER_SEC",
+        "1000000000",
+    ),
+    (
+        "BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_BURST",
+        "1000000000",
+    ),
 ];
 
 /// Production defaults, except a temp SQLite database, free loopback ports and the abuse
 /// limits out of the way ([`UNLIMITED`]).
 fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
-    let env = UNLIMITED.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let env = UNLIMITED
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
     let mut s = Settings::load_with_env(None, env).context("default settings")?;
     s.http.listen = "127.0.0.1:0".parse().context("loopback address")?;
     s.http.admin_listen = "127.0.0.1:0".parse().context("loopback address")?;

@@ -300,9 +300,9 @@ impl WsSession {
         };
         match self
             .profile_writes
-            .submit(document, profile, req.id.clone())
+            .submit(&user.id, document, profile, req.id.clone())
         {
-            Submitted::Start(write) => self.write_profile(user.id.clone(), write, ctx),
+            Submitted::Start(write) => self.write_profile(write, ctx),
             Submitted::Queued => {}
             Submitted::Refused => {
                 self.app.metrics.limited("in_flight");
@@ -318,14 +318,10 @@ impl WsSession {
     }
 
     /// Stores one profile, answers the updates it covers, then starts the next waiting write.
-    fn write_profile(
-        &mut self,
-        user_id: String,
-        write: ProfileWrite,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    fn write_profile(&mut self, write: ProfileWrite, ctx: &mut ws::WebsocketContext<Self>) {
         let db = self.app.db.clone();
         let ProfileWrite {
+            user_id,
             document,
             profile,
             ids,
@@ -338,12 +334,13 @@ impl WsSession {
         .map(move |(result, document, profile, user_id), act, ctx| {
             match result {
                 Ok(()) => {
-                    if let Some(current) = &act.user {
+                    // The session may be someone else's by now (logged in again).
+                    if let Some(current) = act.user.as_ref().filter(|u| u.id == user_id) {
                         let mut next = (**current).clone();
                         next.profile = profile;
                         act.user = Some(Arc::new(next));
+                        act.profile = document;
                     }
-                    act.profile = document;
                     for id in &ids {
                         act.send(ctx, success_frame(id.as_ref(), json!({})));
                     }
@@ -355,7 +352,7 @@ impl WsSession {
                 }
             }
             if let Some(next) = act.profile_writes.finished() {
-                act.write_profile(user_id, next, ctx);
+                act.write_profile(next, ctx);
             }
         })
         .spawn(ctx);

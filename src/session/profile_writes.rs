@@ -8,9 +8,11 @@ use serde_json::Value;
 
 use crate::user::{Profile, ProfileDocument};
 
-/// A profile to write and the request ids of every update it answers.
+/// A profile to write, whose, and the request ids of every update it answers.
 #[derive(Debug)]
 pub struct ProfileWrite {
+    /// The user the updates were sent as (a session may log in again as someone else).
+    pub user_id: String,
     pub document: ProfileDocument,
     pub profile: Profile,
     pub ids: Vec<Option<Value>>,
@@ -23,7 +25,8 @@ pub enum Submitted {
     Start(ProfileWrite),
     /// A write is under way; this one follows it (answered when its profile is written).
     Queued,
-    /// Too many updates are waiting already: refuse this one.
+    /// Too many updates are waiting already, or the waiting one is another user's (the
+    /// session logged in again meanwhile): refuse this one.
     Refused,
 }
 
@@ -45,9 +48,10 @@ impl ProfileWrites {
         }
     }
 
-    /// An update of the profile to `document` with request id `id`.
+    /// An update of `user_id`'s profile to `document` with request id `id`.
     pub fn submit(
         &mut self,
+        user_id: &str,
         document: ProfileDocument,
         profile: Profile,
         id: Option<Value>,
@@ -55,13 +59,14 @@ impl ProfileWrites {
         if !self.writing {
             self.writing = true;
             return Submitted::Start(ProfileWrite {
+                user_id: user_id.to_owned(),
                 document,
                 profile,
                 ids: vec![id],
             });
         }
         let mut ids = match self.waiting.take() {
-            Some(w) if w.ids.len() >= self.max_waiting => {
+            Some(w) if w.ids.len() >= self.max_waiting || w.user_id != user_id => {
                 self.waiting = Some(w);
                 return Submitted::Refused;
             }
@@ -70,6 +75,7 @@ impl ProfileWrites {
         };
         ids.push(id);
         self.waiting = Some(ProfileWrite {
+            user_id: user_id.to_owned(),
             document,
             profile,
             ids,
@@ -95,8 +101,12 @@ mod tests {
     }
 
     fn submit(w: &mut ProfileWrites, name: &str, id: i64) -> Submitted {
+        submit_as(w, "u1", name, id)
+    }
+
+    fn submit_as(w: &mut ProfileWrites, user: &str, name: &str, id: i64) -> Submitted {
         let (d, p) = doc(name);
-        w.submit(d, p, Some(json!(id)))
+        w.submit(user, d, p, Some(json!(id)))
     }
 
     #[test]
@@ -122,5 +132,23 @@ mod tests {
         assert_eq!(last.ids, vec![Some(json!(6))]);
         assert!(w.finished().is_none());
         assert!(matches!(submit(&mut w, "g", 7), Submitted::Start(_)));
+    }
+
+    #[test]
+    fn another_users_update_never_joins_a_waiting_one() {
+        let mut w = ProfileWrites::new(8);
+        assert!(matches!(
+            submit_as(&mut w, "u1", "a", 1),
+            Submitted::Start(_)
+        ));
+        // Logged in again as u2 while u1's write runs: u2's update waits on its own...
+        assert!(matches!(submit_as(&mut w, "u2", "b", 2), Submitted::Queued));
+        // ...and u1's late update cannot ride on it.
+        assert!(matches!(
+            submit_as(&mut w, "u1", "c", 3),
+            Submitted::Refused
+        ));
+        let next = w.finished().expect("u2's");
+        assert_eq!((next.user_id.as_str(), next.ids.len()), ("u2", 1));
     }
 }

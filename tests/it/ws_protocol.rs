@@ -142,3 +142,28 @@ async fn health_routes_report_the_database() {
         );
     }
 }
+
+#[actix_web::test]
+async fn readyz_turns_503_as_soon_as_a_shutdown_begins() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    // A client that never answers the close frame keeps the shutdown waiting (about 2 s) with
+    // the listener still open: a load balancer probing then must be told to go elsewhere.
+    let _silent = crate::raw_ws::RawWs::connect(app.port, "/ws/world/w1/").await;
+    let ready = |url: String| async move {
+        match awc::Client::new().get(url).send().await {
+            Ok(resp) => Some(resp.status().as_u16()),
+            Err(_) => None,
+        }
+    };
+    assert_eq!(ready(app.url("/readyz")).await, Some(200));
+    let shutting_down = app.shut_down();
+    let probing = async {
+        wait_until("readyz says 503", WAIT, async || {
+            ready(app.url("/readyz")).await == Some(503)
+        })
+        .await;
+        assert_eq!(ready(app.url("/livez")).await, Some(200), "still alive");
+    };
+    tokio::join!(shutting_down, probing);
+}

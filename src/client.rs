@@ -81,9 +81,19 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to a `ws://…/ws/world/{world}/` URL.
     pub async fn connect(url: &str) -> Result<WsClient, String> {
-        let (_resp, conn) = awc::Client::new()
-            .ws(url)
-            .max_frame_size(1 << 20)
+        Self::connect_with_headers(url, &[]).await
+    }
+
+    /// Connects with extra request headers (a proxy's `X-Forwarded-For`, say).
+    pub async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, String> {
+        let mut request = awc::Client::new().ws(url).max_frame_size(1 << 20);
+        for (name, value) in headers {
+            request = request.set_header(*name, *value);
+        }
+        let (_resp, conn) = request
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
@@ -107,6 +117,20 @@ impl WsClient {
     pub async fn send_text(&mut self, s: &str) -> Result<(), Closed> {
         self.send_message(ws::Message::Text(s.to_owned().into()))
             .await
+    }
+
+    /// Sends text frames back to back and flushes once, as a client pipelining requests does.
+    pub async fn send_pipelined(&mut self, frames: &[String]) -> Result<(), Closed> {
+        for f in frames {
+            self.conn
+                .feed(ws::Message::Text(f.clone().into()))
+                .await
+                .map_err(|e| Closed::Send(e.to_string()))?;
+        }
+        self.conn
+            .flush()
+            .await
+            .map_err(|e| Closed::Send(e.to_string()))
     }
 
     pub async fn send_binary(&mut self, b: &[u8]) -> Result<(), Closed> {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::IpNet;
+
 /// The defaults, compiled in so an installed binary needs no files.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -21,12 +23,16 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cluster: ClusterSettings,
     pub retention: RetentionSettings,
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
+    /// The public listener: WebSocket, BBB's end callbacks, health.
     pub listen: SocketAddr,
+    /// The private listener: admin REST, metrics, the status page.
+    pub admin_listen: SocketAddr,
     /// The base URL BBB servers reach this gateway at (end callbacks); `None`: `http://` and
     /// the address actually bound.
     #[serde(default)]
@@ -109,6 +115,25 @@ pub struct CacheSettings {
     pub refresh_interval_ms: u64,
 }
 
+/// Abuse controls (`[limits]`): what one client may cost the gateway, so a flood costs the
+/// flooder and not the other users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Frames a session may send a second on average, after a burst of `frames_burst`.
+    pub frames_per_sec: u32,
+    pub frames_burst: u32,
+    /// Open WebSocket connections per client address (IPv6: per /64).
+    pub connections_per_ip: u32,
+    /// `authenticate` commands per client address a second, after a burst.
+    pub authenticate_per_ip_per_sec: u32,
+    pub authenticate_per_ip_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client address (addresses or CIDR
+    /// ranges); empty: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
 /// Timing and abuse limits of a session; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -177,6 +202,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("admin.tokens")
+                .with_list_parse_key("limits.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
@@ -224,6 +250,25 @@ impl Settings {
             return Err(ConfigError(
                 "cluster.lease_ms must be at least 300 (it is renewed every third of it)".into(),
             ));
+        }
+        let l = &self.limits;
+        positive("limits.frames_per_sec", l.frames_per_sec.into())?;
+        positive("limits.frames_burst", l.frames_burst.into())?;
+        positive("limits.connections_per_ip", l.connections_per_ip.into())?;
+        positive(
+            "limits.authenticate_per_ip_per_sec",
+            l.authenticate_per_ip_per_sec.into(),
+        )?;
+        positive(
+            "limits.authenticate_per_ip_burst",
+            l.authenticate_per_ip_burst.into(),
+        )?;
+        if self.http.admin_listen == self.http.listen && self.http.listen.port() != 0 {
+            return Err(ConfigError(format!(
+                "http.admin_listen must differ from http.listen (both are {}): the admin \
+                 routes are served on their own listener",
+                self.http.listen
+            )));
         }
         if let Some(url) = &self.http.public_url {
             let parsed = url::Url::parse(url)
@@ -365,6 +410,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.public_url(bound), "https://gw.example.org");
+    }
+
+    #[test]
+    fn the_admin_listener_and_the_limits_have_defaults() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.http.admin_listen.to_string(), "127.0.0.1:8376");
+        let l = &s.limits;
+        assert_eq!((l.frames_per_sec, l.frames_burst), (20, 100));
+        assert_eq!(l.connections_per_ip, 1000);
+        assert_eq!(
+            (l.authenticate_per_ip_per_sec, l.authenticate_per_ip_burst),
+            (20, 200)
+        );
+        assert!(l.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_environment_and_bad_ones_name_the_key() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "BBB_GATEWAY__LIMITS__TRUSTED_PROXIES",
+                "127.0.0.1,10.0.0.0/8,fd00::/8",
+            )]),
+        )
+        .unwrap();
+        let proxies = &s.limits.trusted_proxies;
+        assert_eq!(proxies.len(), 3);
+        assert!(proxies[1].contains("10.2.3.4".parse().unwrap()));
+        let e = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__LIMITS__TRUSTED_PROXIES", "10.0.0.0/99")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        let e = Settings::load_with_env(None, env(&[("BBB_GATEWAY__LIMITS__FRAMES_PER_SEC", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("limits.frames_per_sec"), "{e}");
+        let e = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:8375")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http.admin_listen"), "{e}");
     }
 
     #[test]

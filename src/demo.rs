@@ -130,6 +130,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
 
     let app = Application::build(settings).await?;
     let port = app.port();
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
     // The simulator lives as long as the gateway.
     actix_web::rt::spawn(async move {
         let _sim = sim;
@@ -141,7 +142,12 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     println!("  moderator token:  {moderator}");
     println!("  attendee token:   {attendee}");
     println!("  admin token:      {admin_token}");
-    println!("  status:           curl -H 'Authorization: Bearer {admin_token}' http://127.0.0.1:{port}/api/v1/status");
+    println!(
+        "  status:           curl -H 'Authorization: Bearer {admin_token}' {admin}/api/v1/status"
+    );
+    println!("  status page:      {admin}/admin/#token={admin_token}");
+    println!("  metrics:          {admin}/metrics");
+    println!("  ready:            curl http://127.0.0.1:{port}/readyz");
     // The running binary's own path, so the example works without `bbb-gateway` on PATH.
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())

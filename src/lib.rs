@@ -15,6 +15,7 @@ pub mod end_callback;
 pub(crate) mod http;
 pub mod ids;
 pub mod join;
+pub mod limits;
 pub(crate) mod metrics;
 pub mod permissions;
 pub mod protocol;

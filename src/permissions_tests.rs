@@ -6,7 +6,7 @@ use Permission::*;
 fn world(v: Value) -> WorldSnapshot {
     let mut base = json!({
         "id": "w", "title": "W",
-        "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "s"}],
+        "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "0123456789abcdef0123456789abcdef"}],
     });
     for (k, val) in v.as_object().unwrap() {
         base[k] = val.clone();

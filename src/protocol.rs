@@ -12,6 +12,8 @@ pub enum ErrorCode {
     InvalidMessage,
     Unauthenticated,
     UnknownCommand,
+    /// Over a rate or in-flight limit: the request was not processed.
+    RateLimited,
     Denied,
     WorldUnknown,
     AuthMissingIdOrToken,
@@ -33,6 +35,7 @@ impl ErrorCode {
             ErrorCode::InvalidMessage => "protocol.invalid_message",
             ErrorCode::Unauthenticated => "protocol.unauthenticated",
             ErrorCode::UnknownCommand => "protocol.unknown_command",
+            ErrorCode::RateLimited => "protocol.rate_limited",
             ErrorCode::Denied => "protocol.denied",
             ErrorCode::WorldUnknown => "world.unknown_world",
             ErrorCode::AuthMissingIdOrToken => "auth.missing_id_or_token",

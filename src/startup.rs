@@ -1,5 +1,5 @@
-//! Builds the whole gateway — database, coordinator, world cache, HTTP server — in one place,
-//! for `main` and for the integration tests alike (which bind port 0).
+//! Builds the whole gateway — database, coordinator, world cache, the public and the admin HTTP
+//! servers — in one place, for `main` and for the integration tests alike (which bind port 0).
 
 use std::net::TcpListener;
 use std::rc::Rc;
@@ -35,10 +35,17 @@ const SESSION_DRAIN: Duration = Duration::from_secs(3);
 /// How long the HTTP server then waits for connections still open.
 const CONNECTION_DRAIN_SECS: u64 = 3;
 
-/// A gateway bound to its port, ready to run.
+/// HTTP workers of the admin listener: a few operators and a metrics scraper.
+const ADMIN_WORKERS: usize = 1;
+
+/// A gateway bound to its ports, ready to run.
 pub struct Application {
     port: u16,
+    admin_port: u16,
+    /// The public server (WebSocket, end callbacks, health).
     server: Server,
+    /// The admin server (REST, metrics, status page), running from the start.
+    admin: actix_web::dev::ServerHandle,
     state: Arc<AppState>,
     coordinator_arbiter: ArbiterHandle,
     listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
@@ -70,6 +77,7 @@ impl Drain {
 #[derive(Clone)]
 pub struct Stopper {
     server: actix_web::dev::ServerHandle,
+    admin: actix_web::dev::ServerHandle,
     coordinator_arbiter: ArbiterHandle,
     coordinator: Addr<BbbCoordinator>,
     listener: Option<Arc<std::sync::Mutex<Option<ChangeListener>>>>,
@@ -98,6 +106,7 @@ impl Stopper {
     /// fleet poll at its next tick (tests use it to "kill" an instance).
     pub async fn stop(self) {
         self.server.stop(false).await;
+        self.admin.stop(false).await;
         self.stop_coordinator(Duration::from_secs(5)).await;
     }
 
@@ -166,15 +175,34 @@ impl Stopper {
 }
 
 /// Opens the pool, applies migrations and reads (or creates) the end-callback key (blocking;
-/// call before the runtime is busy).
+/// call before the runtime is busy). Warns about worlds with short JWT secrets.
 fn open_gateway_database(settings: &Settings) -> anyhow::Result<(Db, EndCallbackKey)> {
     let db = open_database(settings)?;
-    let key = db
+    let mut conn = db
         .get()
-        .map_err(anyhow::Error::from)
-        .and_then(|mut c| EndCallbackKey::load(&mut c).map_err(anyhow::Error::from))
         .context("cannot read the end-callback key from the database")?;
+    let key = EndCallbackKey::load(&mut conn)
+        .context("cannot read the end-callback key from the database")?;
+    warn_about_short_secrets(&mut conn);
     Ok((db, key))
+}
+
+/// Logs, once per world, that its JWT secrets are shorter than import accepts now. Tokens
+/// signed with them still work; the secret itself is never logged.
+fn warn_about_short_secrets(conn: &mut crate::db::DbConn) {
+    match crate::world::worlds_with_short_secrets(conn) {
+        Ok(worlds) => {
+            for (world, n) in worlds {
+                log::warn!(
+                    "world {world:?} has {n} JWT secret(s) shorter than {} bytes; tokens signed \
+                     with them are still accepted, but replace them (world export, set longer \
+                     secrets, world import) and re-issue the tokens",
+                    crate::world::MIN_JWT_SECRET_BYTES
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot check the worlds' JWT secrets: {e}"),
+    }
 }
 
 /// Opens the pool and applies migrations (blocking; call before the runtime is busy).
@@ -260,8 +288,15 @@ impl Application {
             .context("database start-up task failed")??;
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on http.listen = {}", settings.http.listen))?;
+        let admin_listener = TcpListener::bind(settings.http.admin_listen).with_context(|| {
+            format!(
+                "cannot listen on http.admin_listen = {}",
+                settings.http.admin_listen
+            )
+        })?;
         let bound = listener.local_addr()?;
         let port = bound.port();
+        let admin_port = admin_listener.local_addr()?.port();
         let worlds = WorldCache::new(db.clone());
         let metrics = Arc::new(Metrics::new());
         let coordinator_arbiter = Arbiter::new().handle();
@@ -281,6 +316,7 @@ impl Application {
         let changes = listen_for_changes(&db, &coordinator);
         let refresh = Duration::from_millis(settings.cache.refresh_interval_ms);
         let sessions = Arc::default();
+        let ip_limits = AppState::ip_limits_for(&settings);
         let state = Arc::new(AppState {
             settings,
             db: db.clone(),
@@ -292,16 +328,17 @@ impl Application {
             sessions: Arc::clone(&sessions),
             bbb_in_flight: Arc::default(),
             metrics,
+            ip_limits,
             started_at: Instant::now(),
         });
         actix_web::rt::spawn(refresh_worlds(worlds, refresh));
         actix_web::rt::spawn(UserRefresher::new(db, sessions, refresh).run(refresh));
         let data = web::Data::from(state.clone());
+        let public_data = data.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(data.clone())
+                .app_data(public_data.clone())
                 .configure(crate::http::routes)
-                .configure(crate::admin::routes)
         })
         .on_connect(crate::http::socket::remember_socket)
         // Signals are handled by `run_until_signal`, which shuts down gracefully.
@@ -309,8 +346,24 @@ impl Application {
         .shutdown_timeout(CONNECTION_DRAIN_SECS)
         .listen(listener)?
         .run();
+        // Its own server (and workers), so the admin plane answers however busy the public
+        // listener is, and nothing of it is reachable there.
+        let admin_server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::admin::routes)
+        })
+        .workers(ADMIN_WORKERS)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(admin_listener)?
+        .run();
+        let admin = admin_server.handle();
+        actix_web::rt::spawn(admin_server);
         Ok(Application {
             port,
+            admin_port,
+            admin,
             server,
             state,
             coordinator_arbiter,
@@ -319,15 +372,21 @@ impl Application {
         })
     }
 
+    /// The public listener's port (WebSocket, end callbacks, health).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's port (REST, metrics, status page).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
     }
 
     pub fn state(&self) -> Arc<AppState> {
         self.state.clone()
     }
 
-    /// A handle to stop the server (graceful).
+    /// A handle to stop the public server (graceful); the admin server stops after it.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
@@ -336,6 +395,7 @@ impl Application {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             server: self.server.handle(),
+            admin: self.admin.clone(),
             coordinator_arbiter: self.coordinator_arbiter.clone(),
             coordinator: self.state.coordinator.clone(),
             listener: self.listener.clone(),
@@ -344,12 +404,13 @@ impl Application {
         }
     }
 
-    /// Serves until the server stops (a [`Stopper`] or handle), then stops the coordinator,
-    /// which releases the poll leadership at once instead of at process exit. After a graceful
-    /// shutdown it returns once that is complete.
+    /// Serves until the public server stops (a [`Stopper`] or handle), then stops the admin
+    /// server and the coordinator, which releases the poll leadership at once instead of at
+    /// process exit. After a graceful shutdown it returns once that is complete.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let drain = self.drain.clone();
         let result = self.server.await;
+        self.admin.stop(true).await;
         if drain.started.load(Ordering::SeqCst) {
             drain.wait_finished().await;
         } else {

@@ -10,6 +10,7 @@ use crate::coordinator::BbbCoordinator;
 use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
 use crate::join::JoinTable;
+use crate::limits::IpLimits;
 use crate::metrics::Metrics;
 use crate::session::in_flight::InFlight;
 use crate::session::registry::SessionRegistry;
@@ -31,5 +32,19 @@ pub struct AppState {
     /// `bbb.*` requests the coordinator is working on; a shutdown waits for them.
     pub bbb_in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
+    /// Connections and logins per client address.
+    pub ip_limits: Arc<IpLimits>,
     pub started_at: Instant,
+}
+
+impl AppState {
+    /// The per-address limits `settings` ask for.
+    pub fn ip_limits_for(settings: &Settings) -> Arc<IpLimits> {
+        let l = &settings.limits;
+        IpLimits::new(
+            l.connections_per_ip,
+            l.authenticate_per_ip_per_sec,
+            l.authenticate_per_ip_burst,
+        )
+    }
 }

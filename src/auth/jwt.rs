@@ -12,15 +12,15 @@ use crate::world::JwtSecret;
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Longest accepted `uid` claim, in characters.
 pub const MAX_UID_LEN: usize = 200;
-/// Clock skew tolerated on `exp`, in seconds.
-const EXP_LEEWAY_SECS: i64 = 30;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: i64 = 30;
 
 /// Why a token was not accepted. Deliberately coarse: clients learn only "invalid" or
 /// "expired", never which secret or check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Not signed by any of the world's secrets (with matching issuer and audience), not
-    /// HS256, malformed, or missing a valid `uid` or `exp`.
+    /// HS256, malformed, missing a valid `uid` or `exp`, or not valid yet (`nbf`).
     #[error("invalid token")]
     Invalid,
     /// Signed correctly, but `exp` has passed.
@@ -47,6 +47,8 @@ struct RawClaims {
     #[serde(default)]
     exp: Option<Value>,
     #[serde(default)]
+    nbf: Option<Value>,
+    #[serde(default)]
     uid: Option<Value>,
     #[serde(default)]
     traits: Option<Value>,
@@ -63,15 +65,15 @@ fn validation_for(secret: &JwtSecret) -> Validation {
     v.set_issuer(&[secret.issuer.as_str()]);
     v.set_audience(&[secret.audience.as_str()]);
     v.set_required_spec_claims(&["exp", "iss", "aud"]);
-    // `exp` is checked by hand after the signature, issuer and audience matched, so that
-    // "expired" is only ever said about a token this world really issued.
+    // `exp` and `nbf` are checked by hand after the signature, issuer and audience matched, so
+    // that "expired" is only ever said about a token this world really issued.
     v.validate_exp = false;
     v.validate_nbf = false;
     v
 }
 
-/// The `exp` claim as seconds; integers or floats (some issuers write floats).
-fn exp_secs(v: &Value) -> Option<i64> {
+/// A time claim (`exp`, `nbf`) as seconds; integers or floats (some issuers write floats).
+fn time_secs(v: &Value) -> Option<i64> {
     v.as_i64()
         .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
@@ -102,7 +104,8 @@ fn claims_from(raw: RawClaims) -> Result<TokenClaims, AuthError> {
 
 /// Verifies a token against each of the world's secrets in turn and returns its claims.
 /// `Expired` only when some entry's signature, issuer and audience matched but `exp` (with
-/// 30 s leeway) has passed; everything else is `Invalid`.
+/// 30 s leeway) has passed; everything else is `Invalid`, including a token whose `nbf` (RFC
+/// 7519 §4.1.5, with the same leeway) is still in the future.
 pub fn verify_token(token: &str, secrets: &[JwtSecret]) -> Result<TokenClaims, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Invalid);
@@ -114,12 +117,19 @@ pub fn verify_token(token: &str, secrets: &[JwtSecret]) -> Result<TokenClaims, A
         let Ok(data) = decode::<RawClaims>(token, &key, &validation_for(secret)) else {
             continue;
         };
-        let Some(exp) = data.claims.exp.as_ref().and_then(exp_secs) else {
+        let Some(exp) = data.claims.exp.as_ref().and_then(time_secs) else {
             return Err(AuthError::Invalid);
         };
-        if exp.saturating_add(EXP_LEEWAY_SECS) < now {
+        if exp.saturating_add(LEEWAY_SECS) < now {
             expired = true;
             continue;
+        }
+        match data.claims.nbf.as_ref() {
+            None | Some(Value::Null) => {}
+            Some(nbf) => match time_secs(nbf) {
+                Some(nbf) if nbf.saturating_sub(LEEWAY_SECS) <= now => {}
+                _ => return Err(AuthError::Invalid),
+            },
         }
         return claims_from(data.claims);
     }

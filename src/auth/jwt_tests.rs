@@ -140,6 +140,42 @@ fn expiry_has_a_leeway_and_is_only_reported_for_our_tokens() {
 }
 
 #[test]
+fn not_before_is_honoured_with_the_same_leeway() {
+    let s = main_secret();
+    let with_nbf = |nbf: Value| {
+        let mut c = claims(3600);
+        c["nbf"] = nbf;
+        sign(Algorithm::HS256, &c, &s.secret)
+    };
+    let verify = |t: &str| verify_token(t, std::slice::from_ref(&s));
+    assert!(
+        verify(&with_nbf(json!(now_secs() - 60))).is_ok(),
+        "valid since a minute"
+    );
+    assert!(
+        verify(&with_nbf(json!(now_secs() + 10))).is_ok(),
+        "within 30 s leeway"
+    );
+    assert!(
+        verify(&with_nbf(json!((now_secs() + 10) as f64))).is_ok(),
+        "a float"
+    );
+    assert!(verify(&with_nbf(Value::Null)).is_ok(), "null is absent");
+    for bad in [
+        json!(now_secs() + 120),
+        json!(now_secs() + 86400),
+        json!("yesterday"),
+        json!(f64::MAX),
+    ] {
+        assert_eq!(
+            verify(&with_nbf(bad.clone())),
+            Err(AuthError::Invalid),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn alg_none_is_rejected() {
     let s = main_secret();
     let header = b64url(br#"{"alg":"none","typ":"JWT"}"#);

@@ -100,6 +100,7 @@ fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         } else {
             let app = crate::startup::Application::build(settings).await?;
             log::info!("bbb-gateway listening on port {}", app.port());
+            log::info!("admin routes listening on port {}", app.admin_port());
             app
         };
         app.run_until_signal(signals).await?;

@@ -108,6 +108,32 @@ pub fn find_or_create_token_user(
     traits: &[String],
     profile: Option<&Value>,
 ) -> Result<UserRow, DbError> {
+    token_login(conn, world_id, uid, traits, profile, true)?
+        .ok_or_else(|| DbError::Invalid(format!("no user {uid:?} after creating it")))
+}
+
+/// Like [`find_or_create_token_user`] for a login that is refused: the stored user, if there
+/// is one, gets the token's traits and profile (so the user's other open sessions learn of
+/// traits that were taken away), but no user is created.
+pub fn update_token_user(
+    conn: &mut DbConn,
+    world_id: &str,
+    uid: &str,
+    traits: &[String],
+    profile: Option<&Value>,
+) -> Result<Option<UserRow>, DbError> {
+    token_login(conn, world_id, uid, traits, profile, false)
+}
+
+/// A token login's database work; `create`: insert the user when it does not exist.
+fn token_login(
+    conn: &mut DbConn,
+    world_id: &str,
+    uid: &str,
+    traits: &[String],
+    profile: Option<&Value>,
+    create: bool,
+) -> Result<Option<UserRow>, DbError> {
     if uid.is_empty() {
         return Err(DbError::Invalid("a token user needs a uid".into()));
     }
@@ -121,24 +147,30 @@ pub fn find_or_create_token_user(
     let new_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     with_conn!(conn, |c| c.transaction(|c| {
-        diesel::insert_into(users::table)
-            .values((
-                users::id.eq(&new_id),
-                users::world_id.eq(world_id),
-                users::token_id.eq(uid),
-                users::profile.eq(&initial_profile),
-                users::traits.eq(&traits_json),
-                users::created_at.eq(now),
-                users::token_profile.eq(&claim_json),
-            ))
-            .on_conflict((users::world_id, users::token_id))
-            .do_nothing()
-            .execute(c)?;
-        let row: UserRow = users::table
+        if create {
+            diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(&new_id),
+                    users::world_id.eq(world_id),
+                    users::token_id.eq(uid),
+                    users::profile.eq(&initial_profile),
+                    users::traits.eq(&traits_json),
+                    users::created_at.eq(now),
+                    users::token_profile.eq(&claim_json),
+                ))
+                .on_conflict((users::world_id, users::token_id))
+                .do_nothing()
+                .execute(c)?;
+        }
+        let Some(row): Option<UserRow> = users::table
             .filter(users::world_id.eq(world_id))
             .filter(users::token_id.eq(uid))
             .select(UserRow::as_select())
-            .first(c)?;
+            .first(c)
+            .optional()?
+        else {
+            return Ok(None);
+        };
         let (profile_json, token_profile) = match claim {
             Some(u) if row.id != new_id => {
                 let previous = as_object(row.token_profile.as_deref());
@@ -160,7 +192,7 @@ pub fn find_or_create_token_user(
             && row.profile == profile_json
             && row.token_profile == token_profile
         {
-            return Ok::<_, DbError>(row);
+            return Ok::<_, DbError>(Some(row));
         }
         if row.traits == traits_json {
             diesel::update(users::table.find(&row.id))
@@ -169,11 +201,11 @@ pub fn find_or_create_token_user(
                     users::token_profile.eq(&token_profile),
                 ))
                 .execute(c)?;
-            return Ok(UserRow {
+            return Ok(Some(UserRow {
                 profile: profile_json,
                 token_profile,
                 ..row
-            });
+            }));
         }
         // New traits reach the user's other open sessions (see `changed_since`).
         let version = diesel::update(users::table.find(&row.id))
@@ -186,14 +218,14 @@ pub fn find_or_create_token_user(
             ))
             .returning(users::version)
             .get_result::<i64>(c)?;
-        Ok(UserRow {
+        Ok(Some(UserRow {
             traits: traits_json.clone(),
             profile: profile_json,
             token_profile,
             version,
             changed_at: now,
             ..row
-        })
+        }))
     }))
 }
 
@@ -272,6 +304,14 @@ pub fn set_moderation(
         return require_one(usize::from(find_user(conn, user_id)?.is_some()), user_id);
     }
     Ok(())
+}
+
+/// How many users a world has.
+pub fn count_in_world(conn: &mut DbConn, world_id: &str) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, |c| users::table
+        .filter(users::world_id.eq(world_id))
+        .count()
+        .get_result::<i64>(c))?)
 }
 
 /// The user of a token uid in a world, if any.

@@ -255,3 +255,28 @@ fn trait_and_moderation_changes_are_versioned_and_found_by_time() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_refused_token_login_updates_an_existing_user_and_creates_none() {
+    for_each_backend(|conn| {
+        world(conn, "w");
+        assert_eq!(
+            update_token_user(conn, "w", "nobody", &strings(&["x"]), None).unwrap(),
+            None
+        );
+        assert_eq!(count_in_world(conn, "w").unwrap(), 0);
+        let a = find_or_create_token_user(conn, "w", "alice", &strings(&["member"]), None).unwrap();
+        let updated = update_token_user(conn, "w", "alice", &[], None)
+            .unwrap()
+            .expect("alice exists");
+        assert_eq!(updated.id, a.id);
+        assert_eq!(updated.traits, "[]");
+        assert_eq!(
+            updated.version,
+            a.version + 1,
+            "her other sessions learn of it"
+        );
+        assert_eq!(count_in_world(conn, "w").unwrap(), 1);
+    })
+    .unwrap();
+}

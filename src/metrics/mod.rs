@@ -30,6 +30,8 @@ pub struct Metrics {
     creates_saved: IntCounter,
     joins_from_memory: IntCounter,
     meetings_moved: IntCounter,
+    /// Frames, connections and commands refused by an abuse limit, by limit.
+    limited: IntCounterVec,
     server_gauges: GaugeVec,
     /// Last coordinator counters seen, to add only the difference to the Prometheus counters.
     last_stats: Mutex<[u64; 4]>,
@@ -118,6 +120,16 @@ impl Metrics {
                 "Meetings moved to another server (failover, panic, offline)"
             )
         );
+        let limited = metric!(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "bbb_gateway_limited_total",
+                    "Frames, connections and commands refused by an abuse limit (frames, in_flight, connections_per_ip, authenticate_per_ip)"
+                ),
+                &["limit"]
+            )
+        );
         let server_gauges = metric!(
             r,
             GaugeVec::new(
@@ -140,6 +152,7 @@ impl Metrics {
             creates_saved,
             joins_from_memory,
             meetings_moved,
+            limited,
             server_gauges,
             last_stats: Mutex::new([0; 4]),
         }
@@ -167,6 +180,11 @@ impl Metrics {
             return self.room_url_success.inc();
         }
         self.requests.with_label_values(&[command, result]).inc();
+    }
+
+    /// Counts one refusal by the abuse limit `limit` (a fixed name, never client input).
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.with_label_values(&[limit]).inc();
     }
 
     /// Counts one BBB API call and its latency.
@@ -248,11 +266,13 @@ mod tests {
         let m = Metrics::new();
         m.session_opened();
         m.request("bbb.room_url", "success");
+        m.limited("frames");
         m.bbb_call("127.0.0.1:1", "create", "ok", Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("bbb_gateway_sessions_connected 1"));
         assert!(text
             .contains(r#"bbb_gateway_requests_total{command="bbb.room_url",result="success"} 1"#));
         assert!(text.contains("bbb_gateway_bbb_api_latency_seconds_bucket"));
+        assert!(text.contains(r#"bbb_gateway_limited_total{limit="frames"} 1"#));
     }
 }

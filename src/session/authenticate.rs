@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::auth::{verify_token, AuthError};
 use crate::db::users::{self, UserRow};
 use crate::db::Db;
-use crate::permissions::{world_permissions, Moderation, Permission};
+use crate::permissions::{world_permissions, Moderation, Permission, Subject};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::{Profile, ProfileDocument, UserContext};
 use crate::world::WorldSnapshot;
@@ -42,8 +42,21 @@ fn user_from_row(row: UserRow) -> Authenticated {
     }
 }
 
-/// Runs the `authenticate` command: verifies the token (or takes the client id), finds or
-/// creates the user and checks `world:view`.
+/// Whether a user with this uid and these traits, not moderated, would have `world:view`.
+/// Moderation only ever takes permissions away, so a user this denies is denied whatever is
+/// stored about them: the login is refused before any user is created.
+fn could_view(world: &WorldSnapshot, uid: Option<&str>, traits: &[String]) -> bool {
+    let subject = Subject {
+        uid,
+        traits,
+        moderation: Moderation::None,
+    };
+    world_permissions(world, &subject).contains(Permission::WorldView)
+}
+
+/// Runs the `authenticate` command: verifies the token (or takes the client id), checks
+/// `world:view`, and only then finds or creates the user (and checks its moderation), so
+/// logins that are refused never add users.
 pub async fn authenticate(
     db: &Db,
     world: &WorldSnapshot,
@@ -58,6 +71,21 @@ pub async fn authenticate(
             _ => ErrorReply::new(ErrorCode::AuthInvalidToken),
         })?;
         let profile = claims.profile.clone();
+        if !could_view(world, Some(&claims.uid), &claims.traits) {
+            // A stored user still learns its new traits (its other sessions lose access).
+            db.run(move |conn| {
+                users::update_token_user(
+                    conn,
+                    &world_id,
+                    &claims.uid,
+                    &claims.traits,
+                    profile.as_ref(),
+                )
+            })
+            .await
+            .map_err(db_error)?;
+            return Err(ErrorReply::new(ErrorCode::AuthDenied));
+        }
         let row = db
             .run(move |conn| {
                 users::find_or_create_token_user(
@@ -74,6 +102,9 @@ pub async fn authenticate(
     } else if let Some(client_id) = client_id.filter(|c| !c.is_empty()) {
         if client_id.len() > MAX_CLIENT_ID {
             return Err(ErrorReply::new(ErrorCode::AuthMissingIdOrToken));
+        }
+        if !could_view(world, None, &[]) {
+            return Err(ErrorReply::new(ErrorCode::AuthMissingToken));
         }
         let client_id = client_id.to_owned();
         let row = db

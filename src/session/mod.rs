@@ -11,12 +11,14 @@ mod control;
 pub mod in_flight;
 pub mod limits;
 pub mod outbox;
+pub mod profile_writes;
 pub mod registry;
 pub mod rooms;
 pub mod routing;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use serde_json::{json, Value};
 
 use crate::coordinator::{BbbCommand, BbbCommandKind, RefreshMeeting};
 use crate::http::socket::ConnectionSocket;
+use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::permissions::{world_permissions, Permission};
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
@@ -40,6 +43,7 @@ use crate::user::{ProfileDocument, UserContext};
 use crate::world::WorldSnapshot;
 use limits::InvalidFrameLimiter;
 use outbox::{Outbox, Write};
+use profile_writes::{ProfileWrite, ProfileWrites, Submitted};
 use routing::{route, Route};
 
 /// The WebSocket session actor.
@@ -60,7 +64,16 @@ pub struct WsSession {
     pending: Vec<(u64, Option<Value>)>,
     next_request: u64,
     last_heard: Instant,
+    /// Invalid and refused frames; too many close the connection.
     limiter: InvalidFrameLimiter,
+    /// Every frame takes a token (`limits.frames_per_sec`, `limits.frames_burst`).
+    frames: TokenBucket,
+    /// `user.update` writes, one at a time.
+    profile_writes: ProfileWrites,
+    /// The client's address (see [`crate::limits::client_ip`]), when known.
+    client_ip: Option<IpAddr>,
+    /// This connection's place in its address's connection count.
+    _connection: Option<ConnectionSlot>,
     /// Every text frame to the client goes through it (see [`outbox`]).
     outbox: Outbox,
     /// This session in the process's [`registry::SessionRegistry`].
@@ -75,15 +88,24 @@ pub struct WsSession {
 impl WsSession {
     /// A session for `world_id` (`world` is `None` when it does not exist) on the connection
     /// whose socket is `socket` (when the server remembers sockets, see
-    /// [`crate::http::socket`]).
+    /// [`crate::http::socket`]), from `client` (its address and place in that address's
+    /// connection count) when known.
     pub fn new(
         app: Arc<AppState>,
         world_id: String,
         world: Option<Arc<WorldSnapshot>>,
         socket: Option<ConnectionSocket>,
+        client: Option<(IpAddr, ConnectionSlot)>,
     ) -> Self {
         let limiter =
             InvalidFrameLimiter::new(app.session.max_invalid_frames, app.session.invalid_window);
+        let limits = &app.settings.limits;
+        let frames = TokenBucket::new(limits.frames_per_sec, limits.frames_burst, Instant::now());
+        let profile_writes = ProfileWrites::new(app.session.max_in_flight);
+        let (client_ip, connection) = match client {
+            Some((ip, slot)) => (Some(ip), Some(slot)),
+            None => (None, None),
+        };
         Self {
             app,
             world_id,
@@ -96,6 +118,10 @@ impl WsSession {
             next_request: 0,
             last_heard: Instant::now(),
             limiter,
+            frames,
+            profile_writes,
+            client_ip,
+            _connection: connection,
             outbox: Outbox::default(),
             registration: None,
             socket,
@@ -115,16 +141,45 @@ impl WsSession {
     /// counts it against the flood limit.
     fn invalid(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: InvalidFrame) {
         self.send(ctx, frame.error_frame());
+        self.count_bad_frame(ctx);
+    }
+
+    /// Counts an invalid or refused frame; too many within the window close the connection
+    /// with 1008.
+    fn count_bad_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.limiter.record(Instant::now()) {
-            log::info!("closing a session that sent too many invalid frames");
+            log::info!("closing a session that sent too many invalid or refused frames");
             self.close_and_wait(
                 ctx,
                 CloseReason {
                     code: CloseCode::Policy,
-                    description: Some("too many invalid messages".into()),
+                    description: Some("too many invalid or rate-limited messages".into()),
                 },
             );
         }
+    }
+
+    /// Takes a token for an incoming frame; `false` when the session is over its frame rate.
+    fn frame_allowed(&mut self) -> bool {
+        self.frames.try_take(Instant::now())
+    }
+
+    /// A frame over the session's rate: not processed. A text frame is answered with
+    /// `protocol.rate_limited` (echoing its id when it has one); every refused frame counts
+    /// toward closing the connection (see [`Self::count_bad_frame`]).
+    fn refuse_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: Option<&str>) {
+        self.app.metrics.limited("frames");
+        if let Some(text) = text {
+            let id = match parse_frame(text) {
+                Ok(req) => req.id,
+                Err(invalid) => invalid.id,
+            };
+            self.send(
+                ctx,
+                error_frame(id.as_ref(), &rate_limited("too many messages, slow down")),
+            );
+        }
+        self.count_bad_frame(ctx);
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -176,6 +231,27 @@ impl WsSession {
                 ),
             );
         }
+        if let Some(ip) = self.client_ip {
+            if !self.app.ip_limits.allow_authenticate(ip, Instant::now()) {
+                // The venueless frontend reconnects by itself after a close, so the login is
+                // retried once this address's budget allows it.
+                self.app.metrics.limited("authenticate_per_ip");
+                self.send(
+                    ctx,
+                    error_frame(
+                        req.id.as_ref(),
+                        &rate_limited("too many logins from your address, retry in a moment"),
+                    ),
+                );
+                return self.close_and_wait(
+                    ctx,
+                    CloseReason {
+                        code: CloseCode::Again,
+                        description: Some("too many logins from this address".into()),
+                    },
+                );
+            }
+        }
         self.authenticating = true;
         let db = self.app.db.clone();
         let Request { id, payload, .. } = req;
@@ -205,7 +281,8 @@ impl WsSession {
     }
 
     /// `user.update`: replaces the stored profile whole (a payload without `profile` changes
-    /// nothing, as in venueless); needs `world:view`, so a user banned meanwhile cannot.
+    /// nothing, as in venueless); needs `world:view`, so a user banned meanwhile cannot. The
+    /// writes of one session go one at a time, in order (see [`profile_writes`]).
     fn user_update(&mut self, req: Request, ctx: &mut ws::WebsocketContext<Self>) {
         let (Some(user), Some(world)) = (self.user.clone(), self.current_world()) else {
             return self.send(
@@ -221,25 +298,62 @@ impl WsSession {
             Ok(None) => return self.send(ctx, success_frame(req.id.as_ref(), json!({}))),
             Err(e) => return self.send(ctx, error_frame(req.id.as_ref(), &e)),
         };
+        match self
+            .profile_writes
+            .submit(&user.id, document, profile, req.id.clone())
+        {
+            Submitted::Start(write) => self.write_profile(write, ctx),
+            Submitted::Queued => {}
+            Submitted::Refused => {
+                self.app.metrics.limited("in_flight");
+                self.send(
+                    ctx,
+                    error_frame(
+                        req.id.as_ref(),
+                        &rate_limited("too many profile updates at once from this connection"),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Stores one profile, answers the updates it covers, then starts the next waiting write.
+    fn write_profile(&mut self, write: ProfileWrite, ctx: &mut ws::WebsocketContext<Self>) {
         let db = self.app.db.clone();
-        let user_id = user.id.clone();
-        let id = req.id;
+        let ProfileWrite {
+            user_id,
+            document,
+            profile,
+            ids,
+        } = write;
         async move {
-            let r = authenticate::store_profile(&db, user_id, &document).await;
-            (r, document, profile)
+            let r = authenticate::store_profile(&db, user_id.clone(), &document).await;
+            (r, document, profile, user_id)
         }
         .into_actor(self)
-        .map(move |(result, document, profile), act, ctx| match result {
-            Ok(()) => {
-                if let Some(current) = &act.user {
-                    let mut next = (**current).clone();
-                    next.profile = profile;
-                    act.user = Some(Arc::new(next));
+        .map(move |(result, document, profile, user_id), act, ctx| {
+            match result {
+                Ok(()) => {
+                    // The session may be someone else's by now (logged in again).
+                    if let Some(current) = act.user.as_ref().filter(|u| u.id == user_id) {
+                        let mut next = (**current).clone();
+                        next.profile = profile;
+                        act.user = Some(Arc::new(next));
+                        act.profile = document;
+                    }
+                    for id in &ids {
+                        act.send(ctx, success_frame(id.as_ref(), json!({})));
+                    }
                 }
-                act.profile = document;
-                act.send(ctx, success_frame(id.as_ref(), json!({})));
+                Err(e) => {
+                    for id in &ids {
+                        act.send(ctx, error_frame(id.as_ref(), &e));
+                    }
+                }
             }
-            Err(e) => act.send(ctx, error_frame(id.as_ref(), &e)),
+            if let Some(next) = act.profile_writes.finished() {
+                act.write_profile(next, ctx);
+            }
         })
         .spawn(ctx);
     }
@@ -307,6 +421,7 @@ impl WsSession {
             );
         };
         if self.pending.len() >= self.app.session.max_in_flight {
+            self.app.metrics.limited("in_flight");
             self.app.metrics.request(&req.action, "too_many_in_flight");
             return self.send(ctx, error_frame(
                 req.id.as_ref(),
@@ -369,6 +484,10 @@ impl WsSession {
             })
             .spawn(ctx);
     }
+}
+
+fn rate_limited(message: &str) -> ErrorReply {
+    ErrorReply::with_message(ErrorCode::RateLimited, message)
 }
 
 fn busy() -> ErrorReply {
@@ -455,6 +574,22 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 self.finish_closing(ctx);
             }
             return;
+        }
+        let counted = matches!(
+            msg,
+            Ok(ws::Message::Text(_)
+                | ws::Message::Binary(_)
+                | ws::Message::Continuation(_)
+                | ws::Message::Ping(_))
+        );
+        if counted && !self.frame_allowed() {
+            let text = match &msg {
+                Ok(ws::Message::Text(t)) if t.len() <= crate::protocol::MAX_FRAME_BYTES => {
+                    Some(&t[..])
+                }
+                _ => None,
+            };
+            return self.refuse_frame(ctx, text);
         }
         match msg {
             Ok(ws::Message::Text(text)) => {

@@ -154,6 +154,11 @@ impl<H: SessionHandle> SessionRegistry<H> {
         }
     }
 
+    /// Whether [`SessionRegistry::shut_down`] was called: the process is going away.
+    pub fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
     /// Tells every session to go away and refuses new registrations. Returns how many were
     /// told.
     pub fn shut_down(&self) -> usize {

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::world::{import_world, parse_world_file, JwtSecret, WorldCache};
 
-const SECRET: &str = "session-test-secret-0123456789";
+const SECRET: &str = "session-test-secret-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A BBB backend that is never reachable; the coordinator has no server to use anyway.
@@ -135,6 +135,7 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
         joins.clone(),
     )
     .start();
+    let ip_limits = AppState::ip_limits_for(&settings);
     let state = web::Data::new(AppState {
         settings,
         db,
@@ -146,6 +147,7 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
         sessions: Arc::default(),
         bbb_in_flight: Arc::default(),
         metrics: Arc::new(Metrics::new()),
+        ip_limits,
         started_at: Instant::now(),
     });
     let server = HttpServer::new(move || {

@@ -161,7 +161,7 @@ mod tests {
     fn world(id: &str, title: &str) -> crate::world::WorldFile {
         parse_world_file(
             &json!({"id": id, "title": title,
-                "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "s"}],
+                "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "0123456789abcdef0123456789abcdef"}],
                 "rooms": [{"id": "r", "name": "R"}]})
             .to_string(),
         )

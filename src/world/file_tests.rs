@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 pub(crate) fn sample() -> Value {
     json!({
       "id": "sample", "title": "Sample Conference", "timezone": "Europe/Berlin",
-      "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": "top-secret-value"}],
+      "jwt_secrets": [{"issuer": "any", "audience": "venueless", "secret": "top-secret-value-0123456789abcdef"}],
       "roles": {"helper": ["world:view", "room:view"]},
       "trait_grants": {"viewer": [], "participant": [], "moderator": ["orga"]},
       "bbb_defaults": {"record": false},
@@ -31,7 +31,10 @@ fn error_path(edit: impl FnOnce(&mut Value)) -> String {
     let mut v = sample();
     edit(&mut v);
     let e = parse(&v).expect_err("must be rejected");
-    assert!(!e.to_string().contains("top-secret-value"), "{e}");
+    assert!(
+        !e.to_string().contains("top-secret-value-0123456789abcdef"),
+        "{e}"
+    );
     e.path
 }
 
@@ -48,7 +51,7 @@ fn the_protocol_example_parses() {
 #[test]
 fn optional_keys_have_defaults() {
     let f = parse(&json!({"id": "w", "title": "T",
-        "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "s"}],
+        "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "0123456789abcdef0123456789abcdef"}],
         "rooms": [{"id": "r", "name": "R"}], "ignored_key": 1}))
     .unwrap();
     assert_eq!(f.timezone, "UTC");
@@ -100,16 +103,16 @@ fn type_errors_name_the_json_path() {
 #[test]
 fn secrets_never_appear_in_errors() {
     let mut v = sample();
-    v["jwt_secrets"] = json!("top-secret-value");
+    v["jwt_secrets"] = json!("top-secret-value-0123456789abcdef");
     let e = parse(&v).unwrap_err();
     assert_eq!(e.path, "jwt_secrets");
-    assert!(!e.message.contains("top-secret-value"));
+    assert!(!e.message.contains("top-secret-value-0123456789abcdef"));
     let mut v = sample();
-    v["jwt_secrets"][0]["secret"] = json!(["top-secret-value"]);
+    v["jwt_secrets"][0]["secret"] = json!(["top-secret-value-0123456789abcdef"]);
     assert!(!parse(&v)
         .unwrap_err()
         .to_string()
-        .contains("top-secret-value"));
+        .contains("top-secret-value-0123456789abcdef"));
 }
 
 #[test]
@@ -150,6 +153,18 @@ fn semantic_errors_name_the_json_path() {
     assert_eq!(
         error_path(|v| v["jwt_secrets"][0]["secret"] = json!("")),
         "jwt_secrets[0].secret"
+    );
+    // HS256 needs 256-bit keys: every secret of at least 32 bytes, the path names which.
+    assert_eq!(
+        error_path(|v| v["jwt_secrets"][0]["secret"] = json!("0123456789abcdef0123456789abcde")),
+        "jwt_secrets[0].secret"
+    );
+    assert_eq!(
+        error_path(|v| v["jwt_secrets"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"issuer": "x", "audience": "y", "secret": "too-short-secret"}))),
+        "jwt_secrets[1].secret"
     );
     assert_eq!(
         error_path(|v| v["roles"]["helper"][1] = json!("room:fly")),
@@ -208,6 +223,6 @@ fn custom_roles_may_be_granted() {
 fn secrets_are_redacted_in_debug() {
     let f = parse(&sample()).unwrap();
     let dbg = format!("{f:?}");
-    assert!(!dbg.contains("top-secret-value"));
+    assert!(!dbg.contains("top-secret-value-0123456789abcdef"));
     assert!(dbg.contains("<redacted>"));
 }

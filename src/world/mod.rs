@@ -15,8 +15,11 @@ pub use file::{
     BBB_MODULE,
 };
 pub use snapshot::{RoomSnapshot, WorldSnapshot};
-pub use store::{export_world, import_world, load_snapshot, world_versions, ImportSummary};
-pub use validate::{check_id, validate_world_file, MAX_ID_LEN};
+pub use store::{
+    export_world, import_world, load_snapshot, world_versions, worlds_with_short_secrets,
+    ImportSummary,
+};
+pub use validate::{check_id, validate_world_file, MAX_ID_LEN, MIN_JWT_SECRET_BYTES};
 
 #[cfg(test)]
 mod file_tests;

@@ -133,7 +133,7 @@ mod tests {
         parse_world_file(
             &json!({
                 "id": "w", "title": "W", "timezone": "Europe/Berlin",
-                "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "s"}],
+                "jwt_secrets": [{"issuer": "i", "audience": "a", "secret": "0123456789abcdef0123456789abcdef"}],
                 "bbb_defaults": {"record": true, "waiting_room": true},
                 "bbb_style_url": "  ",
                 "rooms": [

@@ -7,7 +7,7 @@ use std::fmt;
 use diesel::prelude::*;
 use serde::de::DeserializeOwned;
 
-use super::file::{GrantFile, RoomFile, WorldFile};
+use super::file::{GrantFile, JwtSecret, RoomFile, WorldFile};
 use super::snapshot::WorldSnapshot;
 use super::validate::validate_world_file;
 use crate::db::schema::{grants, rooms, worlds};
@@ -297,6 +297,24 @@ pub fn world_versions(conn: &mut DbConn) -> Result<Vec<(String, i64)>, DbError> 
         .select((worlds::id, worlds::version))
         .order(worlds::id)
         .load(c))?)
+}
+
+/// Stored worlds with JWT secrets shorter than import accepts today (imported before the
+/// rule), and how many each has. Tokens signed with them keep working; start-up warns.
+pub fn worlds_with_short_secrets(conn: &mut DbConn) -> Result<Vec<(String, usize)>, DbError> {
+    let rows: Vec<(String, String)> = with_conn!(conn, |c| worlds::table
+        .select((worlds::id, worlds::jwt_secrets))
+        .order(worlds::id)
+        .load(c))?;
+    let mut short = Vec::new();
+    for (id, secrets) in rows {
+        let secrets: Vec<JwtSecret> = from_json(&secrets, &id, "jwt_secrets")?;
+        let n = super::validate::short_secrets(&secrets);
+        if n > 0 {
+            short.push((id, n));
+        }
+    }
+    Ok(short)
 }
 
 /// Loads and compiles a stored world; `None` when unknown.

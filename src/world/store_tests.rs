@@ -169,7 +169,10 @@ fn snapshots_load_with_merged_bbb_config() {
         assert_eq!(snap.timezone, chrono_tz::Europe::Berlin);
         let bbb = snap.room("room_1").unwrap().bbb.clone().unwrap();
         assert!(bbb.record && bbb.auto_camera && !bbb.waiting_room);
-        assert_eq!(snap.jwt_secrets[0].secret, "top-secret-value");
+        assert_eq!(
+            snap.jwt_secrets[0].secret,
+            "top-secret-value-0123456789abcdef"
+        );
         assert!(snap.roles.contains_role("helper"));
         assert_eq!(
             snap.grants_by_uid["bob"],
@@ -212,4 +215,37 @@ fn concurrent_imports_all_apply() {
         );
         assert_eq!(export_world(&mut conn, "sample").unwrap().unwrap(), f);
     }
+}
+
+#[test]
+fn stored_short_secrets_still_load_and_are_reported() {
+    for_each_backend(|conn| {
+        import_world(conn, &file(&sample())).unwrap();
+        assert!(worlds_with_short_secrets(conn).unwrap().is_empty());
+        // A world imported before the length rule, with one short and one long secret.
+        let secrets = r#"[{"issuer":"a","audience":"b","secret":"short"},
+                          {"issuer":"a","audience":"b","secret":"0123456789abcdef0123456789abcdef"}]"#;
+        crate::with_conn!(conn, |c| diesel::update(
+            crate::db::schema::worlds::table.find("sample")
+        )
+        .set(crate::db::schema::worlds::jwt_secrets.eq(secrets))
+        .execute(c))
+        .unwrap();
+        assert_eq!(
+            worlds_with_short_secrets(conn).unwrap(),
+            vec![("sample".to_owned(), 1)]
+        );
+        let snap = load_snapshot(conn, "sample").unwrap().unwrap();
+        assert_eq!(snap.jwt_secrets[0].secret, "short");
+        // Exporting works; importing that export is refused until the secret is replaced.
+        let exported = export_world(conn, "sample").unwrap().unwrap();
+        match import_world(conn, &exported) {
+            Err(DbError::Invalid(m)) => {
+                assert!(m.contains("jwt_secrets[0].secret"), "{m}");
+                assert!(!m.contains("short\""), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .unwrap();
 }

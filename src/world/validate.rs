@@ -13,6 +13,16 @@ use crate::permissions::{RoleDefs, TraitGrants};
 pub const MAX_ID_LEN: usize = 128;
 /// Longest uid in an explicit grant (the same limit as a token's `uid`).
 pub const MAX_UID_LEN: usize = 200;
+/// Shortest JWT secret accepted: HS256 needs a key of at least 256 bits (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// How many of `secrets` are shorter than [`MIN_JWT_SECRET_BYTES`].
+pub fn short_secrets(secrets: &[super::JwtSecret]) -> usize {
+    secrets
+        .iter()
+        .filter(|s| s.secret.len() < MIN_JWT_SECRET_BYTES)
+        .count()
+}
 
 /// Checks a world or room id: non-empty, at most 128 characters, no `/` and no control
 /// characters (ids are used in URL paths).
@@ -100,10 +110,18 @@ pub fn validate_world_file(file: &WorldFile) -> Result<(), WorldFileError> {
     if file.jwt_secrets.is_empty() {
         return Err(bad("jwt_secrets", "at least one JWT secret is required"));
     }
-    if file.jwt_secrets.iter().all(|s| s.secret.is_empty()) {
+    if let Some(i) = file
+        .jwt_secrets
+        .iter()
+        .position(|s| s.secret.len() < MIN_JWT_SECRET_BYTES)
+    {
+        // Neither the secret nor its length is shown.
         return Err(bad(
-            "jwt_secrets[0].secret",
-            "at least one JWT secret must have a non-empty secret",
+            format!("jwt_secrets[{i}].secret"),
+            format!(
+                "too short: a JWT secret must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256 \
+                 needs a 256-bit key); generate one with `openssl rand -base64 32`"
+            ),
         ));
     }
     let roles = role_defs(file)?;

@@ -9,7 +9,7 @@ use crate::helpers::*;
 const TOKEN: &str = "test-admin-token-0123456789";
 
 async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = awc::Client::default().get(app.url(path));
+    let mut req = awc::Client::default().get(app.admin_url(path));
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
     }
@@ -23,7 +23,7 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
 
 async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let mut req = awc::Client::default()
-        .post(app.url(path))
+        .post(app.admin_url(path))
         .insert_header(("Content-Type", "application/json"));
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
@@ -72,6 +72,94 @@ async fn admin_routes_need_the_token() {
         )
         .await;
         assert_eq!(status, 401);
+    }
+}
+
+/// Any request on `port` and its status code.
+async fn status_on(port: u16, method: &str, path: &str, auth: Option<&str>) -> u16 {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let client = awc::Client::default();
+    let mut req = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    };
+    if let Some(value) = auth {
+        req = req.insert_header(("Authorization", value));
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[actix_web::test]
+async fn the_admin_plane_is_only_on_the_admin_listener() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    assert_ne!(app.port, app.admin_port);
+    let bearer = format!("Bearer {TOKEN}");
+    let admin_routes = [
+        ("GET", "/metrics", 200),
+        ("GET", "/admin/", 200),
+        ("GET", "/admin", 200),
+        ("GET", "/api/v1/status", 200),
+        ("POST", "/api/v1/servers/4242/state", 400),
+        ("POST", "/api/v1/worlds/w1/calls", 400),
+    ];
+    for (method, path, admin_status) in admin_routes {
+        assert_eq!(
+            status_on(app.admin_port, method, path, Some(&bearer)).await,
+            admin_status,
+            "{method} {path} on the admin listener"
+        );
+        assert_eq!(
+            status_on(app.port, method, path, Some(&bearer)).await,
+            404,
+            "{method} {path} must not be reachable on the public listener"
+        );
+    }
+    // The public routes stay public, and are not on the admin listener.
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(status_on(app.port, "GET", path, None).await, 200, "{path}");
+        assert_eq!(
+            status_on(app.admin_port, "GET", path, None).await,
+            404,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status_on(app.admin_port, "GET", "/ws/world/w1/", None).await,
+        404
+    );
+    assert_eq!(
+        status_on(app.admin_port, "GET", "/bbb/callback/end/x", None).await,
+        404
+    );
+    let (mut c, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    c.send(json!(["ping", 1])).await;
+    assert_eq!(c.recv().await.unwrap(), json!(["pong", 1]));
+}
+
+#[actix_web::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {TOKEN}");
+        assert_eq!(
+            status_on(app.admin_port, "GET", "/api/v1/status", Some(&auth)).await,
+            200,
+            "{auth}"
+        );
+    }
+    for auth in [
+        format!("Basic {TOKEN}"),
+        format!("Bearer{TOKEN}"),
+        format!("Bearer {TOKEN}x"),
+        format!("Bearer {}", &TOKEN[1..]),
+        TOKEN.to_owned(),
+    ] {
+        assert_eq!(
+            status_on(app.admin_port, "GET", "/api/v1/status", Some(&auth)).await,
+            401,
+            "{auth}"
+        );
     }
 }
 

@@ -12,7 +12,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{spawn_app, TestApp, WORLD_SECRET};
+use bbb_gateway::config::SessionConfig;
+
+use crate::helpers::{spawn_app_with, TestApp, WORLD_SECRET};
 use crate::multi_instance::world;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -103,8 +105,17 @@ async fn assert_answers(c: &mut RawClient) {
     );
 }
 
+/// The gateway with the world `multi`. These tests send many frames fast on purpose, so the
+/// frame rate limit (tested in `abuse`) is out of their way.
 async fn app() -> TestApp {
-    let app = spawn_app().await;
+    let app = spawn_app_with(
+        |s| {
+            s.limits.frames_per_sec = 100_000;
+            s.limits.frames_burst = 100_000;
+        },
+        SessionConfig::default(),
+    )
+    .await;
     app.import_world(&world(2)).await;
     app
 }
@@ -283,6 +294,15 @@ async fn hostile_tokens_are_refused_without_leaking_the_secret() {
             "auth.expired_token",
         ),
         ("huge", huge, "auth.invalid_token"),
+        (
+            "not valid before an hour from now (nbf)",
+            sign(
+                &json!({"iss": "any", "aud": "venueless", "exp": now + 7200, "nbf": now + 3600,
+                        "uid": "early", "traits": []}),
+                WORLD_SECRET,
+            ),
+            "auth.invalid_token",
+        ),
     ];
     let mut bystander = ws(&app, "multi").await;
     for (what, token, expected) in cases {
@@ -297,6 +317,25 @@ async fn hostile_tokens_are_refused_without_leaking_the_secret() {
             Err(end) => assert_eq!(end, Closed::Code(Some(1009)), "{what}"),
         }
         assert_answers(&mut bystander).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_not_before_within_the_clock_leeway_is_accepted() {
+    let app = app().await;
+    let now = chrono::Utc::now().timestamp();
+    for nbf in [now - 3600, now, now + 10] {
+        let token = sign(
+            &json!({"iss": "any", "aud": "venueless", "exp": now + 600, "nbf": nbf,
+                    "uid": "clock-skew", "traits": []}),
+            WORLD_SECRET,
+        );
+        let mut c = ws(&app, "multi").await;
+        let reply = c
+            .authenticate(json!({ "token": token }), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(reply[0], "authenticated", "nbf {}: {reply}", nbf - now);
     }
 }
 

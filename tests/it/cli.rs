@@ -85,6 +85,17 @@ fn world_import_export_and_token() {
     assert_eq!(again["title"], "Sample Conference");
     assert!(env.fails(&["world", "export", "nope"]).contains("nope"));
 
+    // a JWT secret shorter than 32 bytes is refused, naming its path but not the secret
+    let mut short = sample_world("cli");
+    short["jwt_secrets"].as_array_mut().unwrap().push(
+        serde_json::json!({"issuer": "x", "audience": "y", "secret": "only-20-bytes-secret"}),
+    );
+    let short_file = env.write("short.json", &short.to_string());
+    let err = env.fails(&["world", "import", &short_file]);
+    assert!(err.contains("jwt_secrets[1].secret"), "{err}");
+    assert!(err.contains("32 bytes"), "{err}");
+    assert!(!err.contains("only-20-bytes-secret"), "{err}");
+
     let token = env.ok(&[
         "token", "--world", "cli", "--uid", "zoe", "--traits", "a,b", "--name", "Zoe",
     ]);

@@ -51,6 +51,7 @@ fn start_demo(db: &str) -> (KillOnDrop, Vec<String>) {
         .args(["serve", "--demo"])
         .env("BBB_GATEWAY__DATABASE__URL", db)
         .env("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:0")
+        .env("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -127,11 +128,13 @@ fn demo_tokens_survive_a_restart_on_the_same_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("role=VIEWER"));
-    let port = url::Url::parse(&ws).unwrap().port().unwrap();
+    let status_url = shell_words(&printed_field(&printed, "status:"))
+        .pop()
+        .unwrap();
     let status = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
         .arg(format!("Authorization: Bearer {admin}"))
-        .arg(format!("http://127.0.0.1:{port}/api/v1/status"))
+        .arg(status_url)
         .output();
     if let Ok(out) = status {
         assert_eq!(
@@ -216,6 +219,31 @@ fn demo_prints_commands_that_work() {
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(status["totals"]["online"], 1);
     }
+
+    // the admin plane is on its own port, the printed URLs reach it, the public one does not
+    let ws_port = url::Url::parse(&ws).unwrap().port().unwrap();
+    let page = field("status page:");
+    let page_url = url::Url::parse(&page).unwrap();
+    assert_ne!(page_url.port(), Some(ws_port), "{page}");
+    assert_eq!(page_url.fragment(), Some(&*format!("token={admin}")));
+    let (status_line, _) = http_get_status(page_url.as_str());
+    assert!(status_line.contains("200"), "{page}: {status_line}");
+    let (status_line, _) = http_get_status(&field("metrics:"));
+    assert!(status_line.contains("200"), "metrics: {status_line}");
+    for path in ["/api/v1/status", "/metrics", "/admin/"] {
+        let (status_line, _) = http_get_status(&format!("http://127.0.0.1:{ws_port}{path}"));
+        assert!(
+            status_line.contains("404"),
+            "{path} on the public port: {status_line}"
+        );
+    }
+    // the printed readiness check works on the public port
+    let ready = shell_words(&field("ready:"));
+    assert_eq!(ready[0], "curl");
+    let ready_url = url::Url::parse(&ready[1]).unwrap();
+    assert_eq!(ready_url.port(), Some(ws_port));
+    let (status_line, _) = http_get_status(ready_url.as_str());
+    assert!(status_line.contains("200"), "readyz: {status_line}");
 }
 
 /// A minimal HTTP/1.1 GET over std (the test runs outside an actix system).

@@ -126,6 +126,17 @@ async fn set_database_available(base: &str, name: &str, available: bool) {
     .unwrap();
 }
 
+/// A health route's status and JSON body.
+async fn health(app: &TestApp, path: &str) -> (u16, Value) {
+    let mut resp = awc::Client::default()
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (resp.status().as_u16(), body)
+}
+
 #[actix_web::test]
 async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
     let Some(pg) = TestDb::postgres() else {
@@ -147,8 +158,27 @@ async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
     add_sim(&app, 0, ChecksumAlgorithm::Sha256).await;
     let (mut alice, _) = app.ws_as("multi", "alice", &[], Some("Alice")).await;
     let (mut bob, _) = app.ws_as("multi", "bob", &[], Some("Bob")).await;
-    let running = alice.room_url("r0").await;
 
+    // Without the database and with no meeting to serve from memory: not ready.
+    set_database_available(&base, &name, false).await;
+    let (status, body) = health(&app, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (
+            &body["database"],
+            &body["degraded"],
+            &body["meetings_in_memory"]
+        ),
+        (&json!("unavailable"), &json!(["database"]), &json!(0))
+    );
+    assert_eq!(health(&app, "/livez").await.0, 200, "alive all the same");
+    set_database_available(&base, &name, true).await;
+    wait_until("ready once the database is back", WAIT, async || {
+        health(&app, "/readyz").await.0 == 200
+    })
+    .await;
+
+    let running = alice.room_url("r0").await;
     set_database_available(&base, &name, false).await;
     // A running meeting is joined from memory.
     let again = bob.room_url("r0").await;
@@ -162,13 +192,16 @@ async fn database_outage_serves_running_meetings_and_recovers_new_ones() {
         "{reply}"
     );
     assert!(!reply.to_string().contains("postgres://"), "{reply}");
-    // Health says so.
-    let health = awc::Client::default()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 503);
+    // Ready all the same (a load balancer must keep this instance), naming what is degraded.
+    for path in ["/readyz", "/healthz"] {
+        let (status, body) = health(&app, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["status"], "degraded", "{path}: {body}");
+        assert_eq!(body["database"], "unavailable", "{path}: {body}");
+        assert_eq!(body["degraded"], json!(["database"]), "{path}: {body}");
+        assert_eq!(body["meetings_in_memory"], 1, "{path}: {body}");
+    }
+    assert_eq!(health(&app, "/livez").await.0, 200);
 
     set_database_available(&base, &name, true).await;
     // The pool replaces its dead connections: the same join succeeds again.
@@ -263,7 +296,7 @@ async fn restart_keeps_meetings_calls_and_server_states() {
     let created = awc::Client::default()
         .post(format!(
             "http://127.0.0.1:{}/api/v1/worlds/multi/calls",
-            first.port
+            first.admin_port
         ))
         .insert_header(("Authorization", "Bearer test-admin-token-0123456789"))
         .send_json(&json!({"members": ["alice", "bob"]}))

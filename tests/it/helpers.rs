@@ -12,7 +12,10 @@ pub const WORLD_SECRET: &str = "test-world-jwt-secret-0123456789";
 
 /// A running gateway and what a test needs to reach it.
 pub struct TestApp {
+    /// The public listener (WebSocket, end callbacks, health).
     pub port: u16,
+    /// The admin listener (REST, metrics, status page).
+    pub admin_port: u16,
     pub state: Arc<AppState>,
     _dir: tempfile::TempDir,
     handle: actix_web::dev::ServerHandle,
@@ -30,6 +33,7 @@ impl Drop for TestApp {
 pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
     let mut s = Settings::load_with_env(None, Vec::new()).expect("defaults load");
     s.http.listen = "127.0.0.1:0".parse().expect("addr");
+    s.http.admin_listen = "127.0.0.1:0".parse().expect("addr");
     s.database.url = format!("sqlite://{}/gw.sqlite3", dir.path().display());
     s.bbb.poll_interval_secs = 1;
     s.bbb.request_timeout_ms = 1000;
@@ -51,12 +55,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), session: SessionC
         .await
         .expect("the gateway starts");
     let port = app.port();
+    let admin_port = app.admin_port();
     let state = app.state();
     let handle = app.handle();
     let stopper = app.stopper();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         port,
+        admin_port,
         state,
         _dir: dir,
         handle,
@@ -70,8 +76,14 @@ impl TestApp {
         self.stopper.clone().shut_down().await;
     }
 
+    /// A URL on the public listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
 
     /// Imports a world JSON through the same code path as `bbb-gateway world import`.

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on port 0, driven only through its public interface.
 //! One test binary keeps linking cheap.
 
+mod abuse;
 mod admin;
 mod bad_input;
 mod bbb_join;
@@ -17,6 +18,7 @@ mod liveness;
 mod moderation;
 mod multi_instance;
 mod raw_ws;
+mod secrets;
 mod signals;
 mod status_page;
 mod ws_protocol;

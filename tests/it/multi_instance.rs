@@ -27,6 +27,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// One running gateway instance (also used by the restart test in `faults`).
 pub(crate) struct Instance {
     pub port: u16,
+    pub admin_port: u16,
     pub state: Arc<AppState>,
     pub stopper: Stopper,
 }
@@ -45,6 +46,7 @@ impl Instance {
             .expect("the gateway starts");
         let instance = Instance {
             port: app.port(),
+            admin_port: app.admin_port(),
             state: app.state(),
             stopper: app.stopper(),
         };
@@ -70,7 +72,7 @@ impl Instance {
 
     pub async fn admin_post(&self, path: &str, body: Value) -> u16 {
         let resp = awc::Client::default()
-            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .post(format!("http://127.0.0.1:{}{path}", self.admin_port))
             .insert_header(("Authorization", format!("Bearer {ADMIN}")))
             .send_json(&body)
             .await
@@ -280,7 +282,10 @@ async fn only_the_leader_polls_and_followers_show_its_results() {
     assert!(f.stats.follow_rounds > 0);
     // The status route says who leads.
     let status: Value = awc::Client::default()
-        .get(format!("http://127.0.0.1:{}/api/v1/status", follower.port))
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/status",
+            follower.admin_port
+        ))
         .insert_header(("Authorization", format!("Bearer {ADMIN}")))
         .send()
         .await

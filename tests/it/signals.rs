@@ -42,6 +42,7 @@ fn serve(dir: &tempfile::TempDir) -> (KillOnDrop, u16) {
             .arg("serve")
             .env("BBB_GATEWAY__DATABASE__URL", &db)
             .env("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:0")
+            .env("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

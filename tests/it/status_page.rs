@@ -62,7 +62,7 @@ async fn status_page_draws_servers_in_chromium() {
     set_participants(&url, json!({"participants": 12, "voice": 4, "video": 3})).await;
     refresh(&app).await;
 
-    let dom = render(app.url("/admin/#token=test-admin-token-0123456789")).await;
+    let dom = render(app.admin_url("/admin/#token=test-admin-token-0123456789")).await;
     if dom.is_empty() {
         return;
     }
@@ -79,7 +79,7 @@ async fn status_page_draws_servers_in_chromium() {
     );
 
     // a wrong token shows the login form and an error, no data
-    let dom = render(app.url("/admin/#token=wrong-token-wrong-token")).await;
+    let dom = render(app.admin_url("/admin/#token=wrong-token-wrong-token")).await;
     assert!(dom.contains("not accepted"), "{dom}");
     assert!(!dom.contains("data-server-id"), "{dom}");
 }

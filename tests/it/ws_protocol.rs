@@ -120,15 +120,50 @@ async fn user_update_stores_the_profile() {
 }
 
 #[actix_web::test]
-async fn healthz_reports_the_database() {
+async fn health_routes_report_the_database() {
     let app = spawn_app().await;
-    let resp = awc::Client::new()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
-    assert_eq!(resp, json!({"status": "ok", "database": "ok"}));
+    let get = |path: &'static str| {
+        let url = app.url(path);
+        async move {
+            let mut resp = awc::Client::new().get(url).send().await.unwrap();
+            let body = resp.json::<serde_json::Value>().await.unwrap();
+            (resp.status().as_u16(), body)
+        }
+    };
+    assert_eq!(get("/livez").await, (200, json!({"status": "ok"})));
+    for path in ["/readyz", "/healthz"] {
+        assert_eq!(
+            get(path).await,
+            (
+                200,
+                json!({"status": "ok", "database": "ok", "meetings_in_memory": 0})
+            ),
+            "{path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn readyz_turns_503_as_soon_as_a_shutdown_begins() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    // A client that never answers the close frame keeps the shutdown waiting (about 2 s) with
+    // the listener still open: a load balancer probing then must be told to go elsewhere.
+    let _silent = crate::raw_ws::RawWs::connect(app.port, "/ws/world/w1/").await;
+    let ready = |url: String| async move {
+        match awc::Client::new().get(url).send().await {
+            Ok(resp) => Some(resp.status().as_u16()),
+            Err(_) => None,
+        }
+    };
+    assert_eq!(ready(app.url("/readyz")).await, Some(200));
+    let shutting_down = app.shut_down();
+    let probing = async {
+        wait_until("readyz says 503", WAIT, async || {
+            ready(app.url("/readyz")).await == Some(503)
+        })
+        .await;
+        assert_eq!(ready(app.url("/livez")).await, Some(200), "still alive");
+    };
+    tokio::join!(shutting_down, probing);
 }

@@ -291,10 +291,31 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
     })
 }
 
-/// Production defaults, except a temp SQLite database and a free loopback port.
+/// The abuse limits out of the way (`limits.*` as environment variables): every bench session
+/// comes from 127.0.0.1 and sends as fast as it is answered, which is what the limits stop.
+const UNLIMITED: [(&str, &str); 5] = [
+    ("BBB_GATEWAY__LIMITS__FRAMES_PER_SEC", "1000000000"),
+    ("BBB_GATEWAY__LIMITS__FRAMES_BURST", "1000000000"),
+    ("BBB_GATEWAY__LIMITS__CONNECTIONS_PER_IP", "1000000000"),
+    (
+        "BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_PER_SEC",
+        "1000000000",
+    ),
+    (
+        "BBB_GATEWAY__LIMITS__AUTHENTICATE_PER_IP_BURST",
+        "1000000000",
+    ),
+];
+
+/// Production defaults, except a temp SQLite database, free loopback ports and the abuse
+/// limits out of the way ([`UNLIMITED`]).
 fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
-    let mut s = Settings::load_with_env(None, Vec::new()).context("default settings")?;
+    let env = UNLIMITED
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let mut s = Settings::load_with_env(None, env).context("default settings")?;
     s.http.listen = "127.0.0.1:0".parse().context("loopback address")?;
+    s.http.admin_listen = "127.0.0.1:0".parse().context("loopback address")?;
     s.database.url = format!("sqlite://{}/gw.sqlite3", dir.path().display());
     Ok(s)
 }
@@ -368,7 +389,12 @@ async fn child(
             format!("sqlite://{}/gw.sqlite3", dir.path().display()),
         ),
         ("BBB_GATEWAY__HTTP__LISTEN", format!("127.0.0.1:{port}")),
+        ("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:0".to_owned()),
     ];
+    let env: Vec<(&str, String)> = env
+        .into_iter()
+        .chain(UNLIMITED.iter().map(|(k, v)| (*k, v.to_string())))
+        .collect();
     let cli = |args: &[&str]| -> anyhow::Result<()> {
         let out = Command::new(bin)
             .args(args)

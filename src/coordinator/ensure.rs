@@ -74,18 +74,21 @@ pub(super) struct Attempts {
     pub discarded: u32,
     /// This join waited for another instance's create of the meeting.
     pub waited_elsewhere: bool,
+    /// An operator moves the meeting here (see [`super::moves`]): no other server is tried.
+    pub forced: Option<ServerId>,
     /// The answer is due by then.
     pub deadline: Instant,
 }
 
 impl Attempts {
-    fn new(deadline: Instant) -> Self {
+    pub(super) fn new(deadline: Instant) -> Self {
         Attempts {
             skip: Vec::new(),
             faults: 0,
             lost_claims: 0,
             discarded: 0,
             waited_elsewhere: false,
+            forced: None,
             deadline,
         }
     }
@@ -129,7 +132,7 @@ impl BbbCoordinator {
                 .into_actor(self),
             );
         }
-        self.lead(spec, deadline)
+        self.lead(spec, Attempts::new(deadline))
     }
 
     /// Re-confirms a meeting sessions are joining before its confirmation expires (no join
@@ -142,15 +145,19 @@ impl BbbCoordinator {
         if self.inflight.contains_key(&spec.key) {
             return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
         }
-        self.lead(spec, deadline)
+        self.lead(spec, Attempts::new(deadline))
     }
 
     /// This request runs the ensure and hands the result to everyone who waited meanwhile.
-    fn lead(&mut self, spec: MeetingSpec, deadline: Instant) -> LocalActFut<JoinResult> {
+    pub(super) fn lead(
+        &mut self,
+        spec: MeetingSpec,
+        attempts: Attempts,
+    ) -> LocalActFut<JoinResult> {
         let key = spec.key.clone();
         self.inflight.insert(key.clone(), Vec::new());
         Box::pin(
-            self.ensure(Rc::new(spec), deadline)
+            self.ensure(Rc::new(spec), attempts)
                 .map(move |res, act, _ctx| {
                     for waiter in act.inflight.remove(&key).unwrap_or_default() {
                         let _ = waiter.send(res.clone());
@@ -165,7 +172,7 @@ impl BbbCoordinator {
     /// knows the meeting: another gateway instance may have placed or moved it since, and the
     /// database is where placements are decided. When the database is unreachable, a meeting
     /// memory knows still goes ahead on its known server.
-    fn ensure(&mut self, spec: Rc<MeetingSpec>, deadline: Instant) -> LocalActFut<JoinResult> {
+    fn ensure(&mut self, spec: Rc<MeetingSpec>, attempts: Attempts) -> LocalActFut<JoinResult> {
         let fresh = MeetingEntry::new(
             spec.key.clone(),
             &spec.world_id,
@@ -190,14 +197,14 @@ impl BbbCoordinator {
                     Ok(row) => {
                         act.adopt_row(row);
                         act.publish();
-                        act.attempt(spec, Attempts::new(deadline), ctx)
+                        act.attempt(spec, attempts, ctx)
                     }
                     Err(e) if act.meetings.get(&spec.key).is_some() => {
                         log::warn!(
                             "cannot re-read the meeting of {} (using memory): {e}",
                             spec.key
                         );
-                        act.attempt(spec, Attempts::new(deadline), ctx)
+                        act.attempt(spec, attempts, ctx)
                     }
                     Err(e) => {
                         log::error!("cannot store the meeting of {}: {e}", spec.key);
@@ -233,6 +240,15 @@ impl BbbCoordinator {
     }
 
     fn plan(&mut self, spec: &MeetingSpec, attempts: &Attempts) -> Result<Plan, NoEligibleServer> {
+        if let Some(target) = attempts.forced {
+            return if attempts.skip.contains(&target) {
+                Err(NoEligibleServer(format!(
+                    "server {target} did not answer the create; the meeting stays where it was"
+                )))
+            } else {
+                Ok(Plan::Create(target))
+            };
+        }
         let entry = self.meetings.get(&spec.key);
         let ended = entry.is_some_and(|e| matches!(e.state(), MeetingState::Ended { .. }));
         let current = entry

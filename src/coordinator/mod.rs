@@ -21,6 +21,7 @@ pub mod fleet;
 mod follower;
 pub mod lifecycle;
 pub mod meetings;
+mod moves;
 pub mod placement;
 mod poller;
 pub mod recordings;
@@ -62,6 +63,7 @@ pub use ended::EndCallback;
 use ensure::MeetingSpec;
 use fleet::Fleet;
 use meetings::MeetingTable;
+pub use moves::{MoveError, MoveRoom, Moved};
 pub use remote::RemoteChange;
 
 /// Where BBB sends end callbacks, and the key their tokens are signed with.

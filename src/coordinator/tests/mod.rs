@@ -6,6 +6,7 @@ mod health;
 mod joins;
 mod liveness;
 mod measure;
+mod moves;
 mod placement_actor;
 mod recordings_actor;
 mod warm_actor;

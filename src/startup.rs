@@ -259,6 +259,7 @@ pub fn start_coordinator_on(
         end_callbacks,
         lease: settings.lease(),
         instance: instance_name(),
+        retention_days: settings.retention.days,
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));

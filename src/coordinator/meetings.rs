@@ -65,6 +65,17 @@ impl MeetingTable {
         self.dirty.insert(key);
     }
 
+    /// Forgets a meeting (deleted from the database); `true` when it was known.
+    pub fn remove(&mut self, key: &MeetingKey) -> bool {
+        let Some(entry) = self.by_key.remove(key) else {
+            return false;
+        };
+        self.key_by_meeting_id.remove(&entry.meeting_id);
+        self.index(key, entry.server(), None);
+        self.dirty.insert(key.clone());
+        true
+    }
+
     /// A meeting by key.
     pub fn get(&self, key: &MeetingKey) -> Option<&MeetingEntry> {
         self.by_key.get(key)
@@ -240,6 +251,21 @@ mod tests {
         assert_eq!(outcome.gone, vec![k.clone()]);
         let again = t.apply_poll(s(1), Instant::now(), &[], |_| false);
         assert!(again.gone.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn removed_meetings_leave_every_index() {
+        let mut t = MeetingTable::default();
+        let (k, mid) = placed(&mut t, "k", 1);
+        t.take_dirty();
+        assert!(t.remove(&k));
+        assert!(!t.remove(&k));
+        assert!(t.get(&k).is_none() && t.by_meeting_id(&mid).is_none());
+        assert_eq!(t.count_on(s(1)), 0);
+        assert!(
+            t.take_dirty().contains(&k),
+            "withdrawn from the published table"
+        );
     }
 
     #[test]

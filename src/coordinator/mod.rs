@@ -27,6 +27,7 @@ mod poller;
 pub mod recordings;
 mod remote;
 mod requests;
+mod retention;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -65,6 +66,7 @@ use fleet::Fleet;
 use meetings::MeetingTable;
 pub use moves::{MoveError, MoveRoom, Moved};
 pub use remote::RemoteChange;
+pub use retention::{PurgeNow, PurgeReport};
 
 /// Where BBB sends end callbacks, and the key their tokens are signed with.
 #[derive(Debug, Clone)]
@@ -97,6 +99,8 @@ pub struct CoordinatorSettings {
     pub lease: Duration,
     /// This instance's name in leases and in-flight creates (unique per process).
     pub instance: String,
+    /// The leader deletes what has been idle this many days (see [`retention`]).
+    pub retention_days: u32,
 }
 
 /// A `bbb.*` request of a session. The session passes its world snapshot and user so the
@@ -196,8 +200,11 @@ pub struct BbbCoordinator {
     inflight: HashMap<MeetingKey, Waiters>,
     /// Joins waiting for another instance's create of a meeting.
     remote_waits: HashMap<MeetingKey, Vec<oneshot::Sender<()>>>,
-    /// Calls seen so far (members never change after creation), by call id.
-    calls: HashMap<String, Rc<CallInfo>>,
+    /// Calls seen lately (members never change after creation), by call id, with when each
+    /// was loaded.
+    calls: HashMap<String, (Rc<CallInfo>, Instant)>,
+    /// A retention pass is running.
+    purging: bool,
     /// Last seen `panic_epoch` of each server (a bump by the CLI forgets its meetings).
     panic_epochs: HashMap<ServerId, i64>,
     stats: CoordinatorStats,
@@ -240,6 +247,7 @@ impl BbbCoordinator {
             inflight: HashMap::new(),
             remote_waits: HashMap::new(),
             calls: HashMap::new(),
+            purging: false,
             panic_epochs: HashMap::new(),
             stats: CoordinatorStats::default(),
             rng: StdRng::from_entropy(),
@@ -368,6 +376,9 @@ impl Actor for BbbCoordinator {
         let interval = self.settings.poll_interval;
         ctx.run_interval(interval, |act, ctx| act.tick(ctx));
         self.tick(ctx);
+        ctx.run_interval(retention::RETENTION_EVERY, |act, ctx| {
+            act.retention_tick(ctx)
+        });
     }
 }
 

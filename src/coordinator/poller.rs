@@ -70,6 +70,7 @@ impl BbbCoordinator {
     /// The poll timer: a round now, unless one is still running.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         self.prune_published();
+        self.prune_calls();
         if !self.polling {
             self.request_round(ctx, None);
         }

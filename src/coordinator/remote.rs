@@ -107,6 +107,12 @@ impl BbbCoordinator {
             }
             Change::CreateFailed { key } => self.wake_remote_waits(&key),
             Change::Placed { .. } => self.sync_soon(),
+            Change::Deleted { key } => {
+                if let Some(call) = self.meetings.get(&key).and_then(|e| e.call_id.clone()) {
+                    self.calls.remove(&call);
+                }
+                self.meetings.remove(&key);
+            }
         }
         self.publish();
     }

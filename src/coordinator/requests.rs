@@ -74,7 +74,7 @@ impl BbbCoordinator {
         };
         let lookup: LocalActFut<Result<Option<Rc<CallInfo>>, ErrorReply>> =
             match self.calls.get(&call_id) {
-                Some(info) => Box::pin(fut::ready(Ok(Some(info.clone())))),
+                Some((info, _)) => Box::pin(fut::ready(Ok(Some(info.clone())))),
                 None => self.load_call(call_id.clone()),
             };
         Box::pin(lookup.then(
@@ -114,7 +114,7 @@ impl BbbCoordinator {
                     world_id,
                     members: members.into_iter().collect(),
                 });
-                act.calls.insert(call_id, info.clone());
+                act.calls.insert(call_id, (info.clone(), Instant::now()));
                 Ok(Some(info))
             }
             Ok(None) => Ok(None),

@@ -46,6 +46,8 @@ pub enum Change {
     CreateFailed { key: MeetingKey },
     /// `key`'s stored placement changed.
     Placed { key: MeetingKey },
+    /// `key`'s meeting was deleted (retention).
+    Deleted { key: MeetingKey },
 }
 
 impl Change {
@@ -61,6 +63,7 @@ impl Change {
             } => format!("confirmed {server} {create_time} {sent_at} {key}"),
             Change::CreateFailed { key } => format!("failed {key}"),
             Change::Placed { key } => format!("placed {key}"),
+            Change::Deleted { key } => format!("deleted {key}"),
         }
     }
 
@@ -101,6 +104,7 @@ impl Change {
             }
             "failed" => Change::CreateFailed { key: fields(0)?.1 },
             "placed" => Change::Placed { key: fields(0)?.1 },
+            "deleted" => Change::Deleted { key: fields(0)?.1 },
             _ => return None,
         })
     }
@@ -243,6 +247,7 @@ mod tests {
             },
             Change::CreateFailed { key: key.clone() },
             Change::Placed { key: key.clone() },
+            Change::Deleted { key: key.clone() },
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }

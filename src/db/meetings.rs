@@ -300,21 +300,23 @@ pub fn finish_create(
     let mine = meetings::table
         .find(key.as_str())
         .filter(meetings::creating_by.eq(instance));
+    // Releasing the lock is no change other instances need to read.
     let release = (
         meetings::creating_by.eq(None::<String>),
         meetings::creating_until.eq(None::<i64>),
-        meetings::updated_at.eq(now),
     );
     with_conn!(conn, |c| c.transaction(|c| {
         diesel::update(mine).set(release).execute(c)?;
         if let Some((create_time, started)) = created {
             let target = meetings::table.find(key.as_str());
             match started {
+                // A new BBB instance is a change every instance should read.
                 Some(issued_at) => diesel::update(target)
                     .set((
                         meetings::create_time.eq(create_time),
                         meetings::callback_issued_at.eq(issued_at),
                         meetings::ended_at.eq(None::<i64>),
+                        meetings::updated_at.eq(now),
                     ))
                     .execute(c)?,
                 None => diesel::update(target)

@@ -156,6 +156,7 @@ fn token_login(
                     users::profile.eq(&initial_profile),
                     users::traits.eq(&traits_json),
                     users::created_at.eq(now),
+                    users::last_active_at.eq(now),
                     users::token_profile.eq(&claim_json),
                 ))
                 .on_conflict((users::world_id, users::token_id))
@@ -229,7 +230,11 @@ fn token_login(
     }))
 }
 
-/// Finds or creates the anonymous user of a client id in a world.
+/// How stale `last_active_at` may get before a login writes it again (ms).
+const LAST_ACTIVE_RESOLUTION_MS: i64 = 3_600_000;
+
+/// Finds or creates the anonymous user of a client id in a world; a login counts as activity
+/// (anonymous users idle for `retention.days` are deleted).
 pub fn find_or_create_client_user(
     conn: &mut DbConn,
     world_id: &str,
@@ -247,10 +252,20 @@ pub fn find_or_create_client_user(
                 users::world_id.eq(world_id),
                 users::client_id.eq(client_id),
                 users::created_at.eq(now),
+                users::last_active_at.eq(now),
             ))
             .on_conflict((users::world_id, users::client_id))
             .do_nothing()
             .execute(c)?;
+        // Seen again: kept from retention. At most one write an hour per user.
+        diesel::update(
+            users::table
+                .filter(users::world_id.eq(world_id))
+                .filter(users::client_id.eq(client_id))
+                .filter(users::last_active_at.lt(now - LAST_ACTIVE_RESOLUTION_MS)),
+        )
+        .set(users::last_active_at.eq(now))
+        .execute(c)?;
         Ok(users::table
             .filter(users::world_id.eq(world_id))
             .filter(users::client_id.eq(client_id))

@@ -131,6 +131,7 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
             end_callbacks: None,
             lease: Duration::from_secs(10),
             instance: "session-test".into(),
+            retention_days: 30,
         },
         joins.clone(),
     )

@@ -9,6 +9,7 @@ mod measure;
 mod moves;
 mod placement_actor;
 mod recordings_actor;
+mod retention;
 mod warm_actor;
 mod warm_invariant;
 
@@ -60,6 +61,7 @@ pub(super) fn settings() -> CoordinatorSettings {
         }),
         lease: Duration::from_secs(10),
         instance: "coordinator-test".into(),
+        retention_days: 30,
     }
 }
 
@@ -71,6 +73,12 @@ pub(super) fn url_of(n: usize) -> String {
 /// `chat` (no BBB module), `pref` (prefers server 2), and `extra_rooms` more plain rooms
 /// `room0`…; traits `p` → participant, `spk` → speaker, `mod` → moderator.
 pub(super) fn world_with(extra_rooms: usize) -> Arc<WorldSnapshot> {
+    let file = world_file(extra_rooms);
+    Arc::new(WorldSnapshot::from_file(&file, 1).expect("test world snapshot"))
+}
+
+/// The world file behind [`world_with`], for tests that store it too.
+pub(super) fn world_file(extra_rooms: usize) -> crate::world::WorldFile {
     let mut rooms = vec![
         json!({"id": "r1", "name": "Room: One", "modules": [{"type": "call.bigbluebutton", "config": {
             "record": true, "waiting_room": true, "auto_microphone": true, "auto_camera": true,
@@ -95,8 +103,7 @@ pub(super) fn world_with(extra_rooms: usize) -> Arc<WorldSnapshot> {
         "bbb_style_url": "https://style.test/bbb.css",
         "rooms": rooms,
     });
-    let file = crate::world::parse_world_file(&file.to_string()).expect("test world");
-    Arc::new(WorldSnapshot::from_file(&file, 1).expect("test world snapshot"))
+    crate::world::parse_world_file(&file.to_string()).expect("test world")
 }
 
 pub(super) fn user(uid: &str, traits: &[&str], name: Option<&str>) -> Arc<UserContext> {

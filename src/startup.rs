@@ -214,6 +214,7 @@ pub fn start_coordinator_on(
         confirm_ttl: settings.confirm_ttl(),
         join_deadline: settings.join_deadline(),
         end_callbacks,
+        placement_overflow: settings.bbb.placement_overflow,
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));

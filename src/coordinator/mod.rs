@@ -51,7 +51,7 @@ use crate::world::WorldSnapshot;
 
 pub use admin::{
     AdminError, FleetStatus, GetFleetStatus, PanicServer, PollNow, ReloadServers, ServerStatus,
-    SetServerState,
+    SetServerCapacity, SetServerState,
 };
 pub use background::Settle;
 pub use ended::{EndCallback, MeetingEnded};
@@ -86,6 +86,8 @@ pub struct CoordinatorSettings {
     pub join_deadline: Duration,
     /// `None`: creates carry no `meta_endCallbackUrl`.
     pub end_callbacks: Option<EndCallbacks>,
+    /// What happens to a new meeting when no eligible server has room for it.
+    pub placement_overflow: placement::Overflow,
 }
 
 /// A `bbb.*` request of a session. The session passes its world snapshot and user so the
@@ -150,6 +152,11 @@ pub struct CoordinatorStats {
     pub poll_rounds: u64,
     /// Rounds that read the leader's results instead of polling (another instance leads).
     pub follow_rounds: u64,
+    /// New meetings placed on a server without room for them (no eligible server had room,
+    /// `bbb.placement_overflow = "least_full"`).
+    pub placements_over_capacity: u64,
+    /// Joins refused because no eligible server had room (`placement_overflow = "refuse"`).
+    pub placements_refused_full: u64,
 }
 
 type JoinResult = Result<JoinTarget, ErrorReply>;

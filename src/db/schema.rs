@@ -66,6 +66,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         panic_epoch -> BigInt,
+        capacity -> Nullable<Integer>,
     }
 }
 
@@ -153,6 +154,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         listeners -> Integer,
         largest_meeting -> Integer,
+        occupancy -> Integer,
     }
 }
 

@@ -129,6 +129,7 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
             confirm_ttl: Duration::from_secs(2),
             join_deadline: Duration::from_secs(10),
             end_callbacks: None,
+            placement_overflow: Default::default(),
         },
         joins.clone(),
     )

@@ -260,6 +260,7 @@ async fn in_process(
             weight: 1.0,
             tag: Some(format!("sim{i}")),
             world_id: Some((*world_id).to_string()),
+            capacity: None,
         };
         state
             .db

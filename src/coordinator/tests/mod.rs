@@ -57,6 +57,7 @@ pub(super) fn settings() -> CoordinatorSettings {
             public_url: "http://gw.test".into(),
             key: callback_key(),
         }),
+        placement_overflow: super::placement::Overflow::LeastFull,
     }
 }
 
@@ -146,6 +147,7 @@ impl Harness {
                         weight: 1.0,
                         tag: None,
                         world_id: None,
+                        capacity: None,
                     },
                 )
                 .expect("add server");
@@ -273,6 +275,7 @@ impl Harness {
                 weight: 1.0,
                 tag: None,
                 world_id: world.map(str::to_string),
+                capacity: None,
             },
         )
         .expect("add server");

@@ -1,6 +1,7 @@
 //! Actor tests of the coordinator against a scripted BBB backend ([`fake::FakeBbb`]) and a temp
 //! SQLite database.
 
+mod capacity_actor;
 mod fake;
 mod health;
 mod joins;

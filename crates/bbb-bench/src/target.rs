@@ -1,7 +1,7 @@
 //! Where the load goes: a gateway started in this process, a gateway started as a child
 //! process (so its memory is measured alone), or an external gateway given by URL. The first
 //! two also start the bbb-sim servers on loopback, import the benchmark worlds and register
-//! the servers, each world with servers of its own.
+//! the servers, each world with servers of its own (the keynote world's with a capacity).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use bbb_api::{ChecksumAlgorithm, Secret};
+use bbb_api::{ChecksumAlgorithm, Secret, ServerEndpoint};
 use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::coordinator::{PollNow, ReloadServers};
 use bbb_gateway::db::servers::{self, NewServer};
@@ -44,6 +44,22 @@ pub struct SetupOptions {
     /// For an external gateway: its world and JWT secret.
     pub world: String,
     pub secret: String,
+    /// The keynote world and its servers; `None`: not set up.
+    pub keynote: Option<KeynoteSetup>,
+}
+
+/// The keynote world: servers with a capacity, a keynote and breakouts with expected sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeynoteSetup {
+    /// bbb-sim servers, each registered with `capacity`.
+    pub sims: usize,
+    /// Participants each server can carry.
+    pub capacity: u32,
+    /// `expected_participants` of the keynote room.
+    pub keynote_expected: u32,
+    /// Breakout rooms, and their expected size (the world's `bbb_defaults`).
+    pub breakouts: usize,
+    pub breakout_expected: u32,
 }
 
 /// Whose memory and descriptors the `idle` and `soak` scenarios measure.
@@ -85,6 +101,15 @@ pub struct WorldTarget {
     pub sim_ports: Vec<u16>,
 }
 
+/// The keynote world as set up: its servers, with what the scenario needs to ask them.
+#[derive(Debug, Clone)]
+pub struct KeynoteTarget {
+    pub world: WorldTarget,
+    pub setup: KeynoteSetup,
+    /// Where and how to call each server's BBB API, in the order of `world.sim_ports`.
+    pub endpoints: Vec<ServerEndpoint>,
+}
+
 /// A gateway ready for load, and what keeps it running.
 pub struct Target {
     /// `ws://127.0.0.1:PORT`.
@@ -92,6 +117,8 @@ pub struct Target {
     pub main: WorldTarget,
     /// `None` for an external gateway (its fleet is not ours to count).
     pub spread: Option<WorldTarget>,
+    /// `None` unless set up (and never for an external gateway).
+    pub keynote: Option<KeynoteTarget>,
     pub measured: Measured,
     /// This process's own footprint is excluded from the gateway's when the gateway is a child.
     _keep: Keep,
@@ -165,6 +192,7 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
                 sim_ports: Vec::new(),
             },
             spread: None,
+            keynote: None,
             measured: pid.map_or(Measured::Unavailable, Measured::Gateway),
             _keep: Keep::default(),
         });
@@ -172,21 +200,41 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir().context("cannot create a temp directory")?;
     let main_sims = start_sims(0, opts.sims.max(1)).await?;
     let spread_sims = start_sims(100, opts.spread_sims).await?;
-    let registrations: Vec<(String, usize, &str)> = main_sims
+    let keynote_sims = match &opts.keynote {
+        Some(k) => start_sims(KEYNOTE_SIMS_FROM, k.sims.max(1)).await?,
+        None => Vec::new(),
+    };
+    let capacity = opts.keynote.map(|k| k.capacity);
+    let registrations: Vec<Registration> = main_sims
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.base_url(), i, world::WORLD))
+        .map(|(i, s)| (s.base_url(), i, world::WORLD, None))
         .chain(
             spread_sims
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD)),
+                .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD, None)),
         )
+        .chain(keynote_sims.iter().enumerate().map(|(i, s)| {
+            (
+                s.base_url(),
+                KEYNOTE_SIMS_FROM + i,
+                world::KEYNOTE_WORLD,
+                capacity,
+            )
+        }))
         .collect();
-    let worlds = [
+    let mut worlds = vec![
         world::bench_world(opts.rooms.max(1)),
         world::spread_world(opts.spread_rooms.max(1)),
     ];
+    if let Some(k) = &opts.keynote {
+        worlds.push(world::keynote_world(
+            k.keynote_expected,
+            k.breakouts,
+            k.breakout_expected,
+        ));
+    }
     let mut keep = Keep::default();
     let (ws_base, measured) = match &opts.mode {
         GatewayMode::InProcess => {
@@ -213,16 +261,44 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
         secret: world::jwt_secret(world::SECRET),
         sim_ports: ports(&spread_sims),
     });
-    keep.sims = main_sims.into_iter().chain(spread_sims).collect();
+    let keynote = opts.keynote.map(|setup| KeynoteTarget {
+        world: WorldTarget {
+            id: world::KEYNOTE_WORLD.into(),
+            secret: world::jwt_secret(world::SECRET),
+            sim_ports: ports(&keynote_sims),
+        },
+        setup,
+        endpoints: keynote_sims
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerEndpoint {
+                base_url: s.base_url(),
+                secret: Secret::new(sim_secret(KEYNOTE_SIMS_FROM + i)),
+                algorithm: ChecksumAlgorithm::Sha256,
+            })
+            .collect(),
+    });
+    keep.sims = main_sims
+        .into_iter()
+        .chain(spread_sims)
+        .chain(keynote_sims)
+        .collect();
     keep._dir = Some(dir);
     Ok(Target {
         ws_base,
         main,
         spread,
+        keynote,
         measured,
         _keep: keep,
     })
 }
+
+/// Index of the first keynote-world sim (its secret's number).
+const KEYNOTE_SIMS_FROM: usize = 200;
+
+/// A server to register: URL, sim number, world it is exclusive to, capacity.
+type Registration = (String, usize, &'static str, Option<u32>);
 
 /// Production defaults, except a temp SQLite database and a free loopback port.
 fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
@@ -235,7 +311,7 @@ fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
 async fn in_process(
     dir: &tempfile::TempDir,
     worlds: &[serde_json::Value],
-    servers: &[(String, usize, &str)],
+    servers: &[Registration],
 ) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
     let app = Application::build_with(settings(dir)?, SessionConfig::default()).await?;
     let port = app.port();
@@ -252,7 +328,7 @@ async fn in_process(
             .context("cannot import the bench world")?;
     }
     state.worlds.refresh().await.context("world refresh")?;
-    for (url, i, world_id) in servers {
+    for (url, i, world_id, capacity) in servers {
         let new = NewServer {
             url: url.clone(),
             secret: Secret::new(sim_secret(*i)),
@@ -260,7 +336,7 @@ async fn in_process(
             weight: 1.0,
             tag: Some(format!("sim{i}")),
             world_id: Some((*world_id).to_string()),
-            capacity: None,
+            capacity: *capacity,
         };
         state
             .db
@@ -287,7 +363,7 @@ async fn child(
     bin: &PathBuf,
     dir: &tempfile::TempDir,
     worlds: &[serde_json::Value],
-    servers: &[(String, usize, &str)],
+    servers: &[Registration],
 ) -> anyhow::Result<(String, Child)> {
     if !bin.exists() {
         bail!(
@@ -323,19 +399,25 @@ async fn child(
         std::fs::write(&path, w.to_string()).context("cannot write the bench world")?;
         cli(&["world", "import", &path.display().to_string()])?;
     }
-    for (url, i, world_id) in servers {
-        cli(&[
+    for (url, i, world_id, capacity) in servers {
+        let secret = sim_secret(*i);
+        let mut args = vec![
             "server",
             "add",
             "--url",
             url,
             "--secret",
-            &sim_secret(*i),
+            &secret,
             "--checksum",
             "sha256",
             "--world",
             world_id,
-        ])?;
+        ];
+        let capacity = capacity.map(|c| c.to_string());
+        if let Some(c) = &capacity {
+            args.extend(["--capacity", c]);
+        }
+        cli(&args)?;
     }
     let log = std::fs::File::create(dir.path().join("gateway.log")).context("gateway log")?;
     let mut child = Command::new(bin)

@@ -71,7 +71,11 @@ fn fleet() -> Vec<Candidate> {
                 world_id: None,
                 weight: 1.0 + f64::from(id % 3) * 0.5,
                 load: placement::server_load(&meetings, now),
+                occupancy: meetings.iter().map(|m| m.participant_count).sum(),
                 reserved: (id % 4) as u32,
+                reserved_participants: (id % 4) as u32 * 20,
+                // Half the fleet has a capacity, so both rankings are exercised.
+                capacity: (id % 2 == 0).then_some(5_000),
             }
         })
         .collect()
@@ -80,11 +84,15 @@ fn fleet() -> Vec<Candidate> {
 fn placement_choice(c: &mut Criterion) {
     let candidates = fleet();
     let mut rng = StdRng::seed_from_u64(1);
+    let demand = placement::Demand {
+        world: "bench",
+        prefer: None,
+        exclude: &[],
+        participants: 20,
+        overflow: placement::Overflow::LeastFull,
+    };
     c.bench_function("placement::choose (100 servers, 10k meetings)", |b| {
-        b.iter(|| {
-            placement::choose(black_box(&candidates), "bench", None, &[], &mut rng)
-                .expect("a server")
-        })
+        b.iter(|| placement::choose(black_box(&candidates), &demand, &mut rng).expect("a server"))
     });
     let now = 1_700_000_000_000i64;
     let meetings: Vec<MeetingInfo> = (0..10_000)

@@ -73,6 +73,8 @@ pub struct BbbSettings {
     pub join_deadline_ms: u64,
     /// Creates carry `meta_endCallbackUrl`, so BBB tells the gateway when a meeting ends.
     pub end_callbacks: bool,
+    /// What happens to a new meeting when no eligible server has room for it.
+    pub placement_overflow: crate::coordinator::placement::Overflow,
 }
 
 #[derive(Clone, Deserialize)]
@@ -454,6 +456,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("http.admin_listen"), "{e}");
+    }
+
+    #[test]
+    fn placement_overflow_defaults_to_least_full_and_is_checked() {
+        use crate::coordinator::placement::Overflow;
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.bbb.placement_overflow, Overflow::LeastFull);
+        let s = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__BBB__PLACEMENT_OVERFLOW", "refuse")]),
+        )
+        .unwrap();
+        assert_eq!(s.bbb.placement_overflow, Overflow::Refuse);
+        let e = Settings::load_with_env(
+            None,
+            env(&[("BBB_GATEWAY__BBB__PLACEMENT_OVERFLOW", "spill")]),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("bbb.placement_overflow"), "{msg}");
+        assert!(
+            msg.contains("least_full") && msg.contains("refuse"),
+            "{msg}"
+        );
     }
 
     #[test]

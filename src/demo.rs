@@ -93,6 +93,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
                     weight: 1.0,
                     tag: Some(DEMO_TAG.into()),
                     world_id: None,
+                    capacity: None,
                 },
             )?;
             let file = crate::world::parse_world_file(&demo_world(&jwt_secret).to_string())

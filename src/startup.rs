@@ -260,6 +260,7 @@ pub fn start_coordinator_on(
         lease: settings.lease(),
         instance: instance_name(),
         retention_days: settings.retention.days,
+        placement_overflow: settings.bbb.placement_overflow,
     };
     BbbCoordinator::start_in_arbiter(arbiter, move |_| {
         let client = Rc::new(AwcBbbClient::new(client_config));

@@ -22,6 +22,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .app_data(web::PathConfig::default().error_handler(routes::path_error))
                 .route("/status", web::get().to(routes::status))
                 .route("/servers/{id}/state", web::post().to(routes::set_state))
+                .route(
+                    "/servers/{id}/capacity",
+                    web::post().to(routes::set_capacity),
+                )
                 .route("/servers/{id}/panic", web::post().to(routes::panic))
                 .route("/worlds/{world}/calls", web::post().to(routes::create_call)),
         );

@@ -4,7 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::coordinator::{AdminError, FleetStatus, GetFleetStatus, PanicServer, SetServerState};
+use crate::coordinator::{
+    AdminError, FleetStatus, GetFleetStatus, PanicServer, SetServerCapacity, SetServerState,
+};
 use crate::db::servers::ServerState;
 use crate::db::{calls, DbError};
 use crate::state::AppState;
@@ -153,6 +155,10 @@ pub fn status_json(state: &AppState, fleet: &FleetStatus) -> serde_json::Value {
             "voice": sum(|x| x.voice.into()),
             "videos": sum(|x| x.videos.into()),
             "load": s.iter().map(|x| x.load).fold(0.0, |a, b| a + b),
+            "occupancy": sum(|x| x.occupancy),
+            // Of the servers that have a capacity; servers without one are unlimited.
+            "capacity": sum(|x| x.capacity.map_or(0, u64::from)),
+            "unlimited_servers": s.iter().filter(|x| x.capacity.is_none()).count(),
         },
         "servers": s,
     })
@@ -182,6 +188,57 @@ pub async fn set_state(
         })
         .await??;
     Ok(HttpResponse::Ok().json(json!({"id": id, "state": new_state})))
+}
+
+/// The capacity in a `{"capacity": N | null}` body; the 400 names the field.
+fn parse_capacity(body: &[u8]) -> Result<Option<u32>, ApiError> {
+    use crate::db::servers::MAX_CAPACITY;
+    let expected = "expected {\"capacity\": a number of participants, or null for unlimited}";
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request(format!("invalid body: {expected}")))?;
+    if let Some(k) = obj.keys().find(|k| *k != "capacity") {
+        return Err(ApiError::bad_request(format!(
+            "invalid body: unknown field `{k}`, {expected}"
+        )));
+    }
+    match obj.get("capacity") {
+        None => Err(ApiError::bad_request(
+            "invalid body: missing field `capacity`",
+        )),
+        Some(serde_json::Value::Null) => Ok(None),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=MAX_CAPACITY).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid body: capacity: must be a whole number of participants from 1 to \
+                     {MAX_CAPACITY}, or null for unlimited"
+                ))
+            }),
+    }
+}
+
+/// `POST /api/v1/servers/{id}/capacity`: `{"capacity": N}` participants, or `null` for
+/// unlimited.
+pub async fn set_capacity(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<i32>,
+    body: web::Bytes,
+) -> ApiResult {
+    check(&req, &state)?;
+    let id = crate::ids::ServerId::new(path.into_inner());
+    let capacity = parse_capacity(&body)?;
+    state
+        .coordinator
+        .send(SetServerCapacity { id, capacity })
+        .await??;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "capacity": capacity})))
 }
 
 /// `POST /api/v1/servers/{id}/panic`.

@@ -29,11 +29,17 @@ pub enum ServerCommand {
         /// Make the server exclusive to this world.
         #[arg(long)]
         world: Option<String>,
+        /// Participants the server can carry (default: unlimited). Placement keeps a server
+        /// within it while another server has room.
+        #[arg(long)]
+        capacity: Option<u32>,
     },
     /// List servers with their live state (never the secret).
     List,
     /// Enable, cordon (keep running meetings, no new ones) or disable a server.
     SetState { id: ServerId, state: ServerState },
+    /// Set the participants a server can carry, or `none` for unlimited.
+    SetCapacity { id: ServerId, capacity: CapacityArg },
     /// Forget every meeting on a server so they are re-created elsewhere at the next join.
     Panic { id: ServerId },
     /// Unregister a server.
@@ -51,6 +57,7 @@ pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
             weight,
             tag,
             world,
+            capacity,
         } => {
             let row = servers::add(
                 &mut conn,
@@ -61,6 +68,7 @@ pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
                     weight,
                     tag,
                     world_id: world,
+                    capacity,
                 },
             )?;
             println!("{}", row.id);
@@ -75,6 +83,15 @@ pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
                 bail!("no server with id {id}");
             }
             println!("server {id} is now {state}");
+        }
+        ServerCommand::SetCapacity { id, capacity } => {
+            if !servers::set_capacity(&mut conn, id, capacity.0)? {
+                bail!("no server with id {id}");
+            }
+            match capacity.0 {
+                Some(n) => println!("server {id} can carry {n} participants"),
+                None => println!("server {id} has no capacity limit"),
+            }
         }
         ServerCommand::Panic { id } => {
             let forgotten = servers::panic(&mut conn, id)
@@ -94,6 +111,35 @@ pub fn run(settings: &Settings, cmd: ServerCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A capacity on the command line: a number of participants, or `none` / `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityArg(pub Option<u32>);
+
+impl std::str::FromStr for CapacityArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("unlimited") {
+            return Ok(CapacityArg(None));
+        }
+        s.parse::<u32>().map(|n| CapacityArg(Some(n))).map_err(|_| {
+            format!("{s:?} is not a capacity: give a number of participants, or none for unlimited")
+        })
+    }
+}
+
+/// Occupancy as polled, with the share of the capacity it takes when there is one.
+fn occupancy_cell(occupancy: i32, capacity: Option<u32>) -> String {
+    match capacity {
+        Some(c) => format!(
+            "{occupancy} ({:.0} %)",
+            100.0 * f64::from(occupancy) / f64::from(c.max(1))
+        ),
+        None => occupancy.to_string(),
+    }
+}
+
 /// An aligned text table of the fleet.
 pub fn render_table(
     rows: &[servers::ServerRow],
@@ -108,6 +154,8 @@ pub fn render_table(
         "participants",
         "videos",
         "load",
+        "capacity",
+        "occupancy",
         "weight",
         "tag",
     ];
@@ -127,6 +175,9 @@ pub fn render_table(
             num(|s| s.participants.to_string()),
             num(|s| s.videos.to_string()),
             num(|s| format!("{:.1}", s.load)),
+            r.capacity
+                .map_or_else(|| "unlimited".into(), |c| c.to_string()),
+            s.map_or_else(|| "-".into(), |s| occupancy_cell(s.occupancy, r.capacity)),
             format!("{}", r.weight),
             r.tag.clone().unwrap_or_default(),
         ]);

@@ -1,5 +1,5 @@
 //! Messages for the admin REST routes, the CLI-driven demo and the tests: fleet status (never a
-//! secret), registry reload, server state changes, panic, and an immediate poll.
+//! secret), registry reload, server state and capacity changes, panic, and an immediate poll.
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -38,12 +38,25 @@ pub struct ServerStatus {
     pub voice: u32,
     pub videos: u32,
     pub largest_meeting: u32,
-    /// Live load from the last poll (before weight and reservations).
+    /// Live load from the last poll (before weight and reservations), young meetings at their
+    /// expected size.
     pub load: f64,
     /// Meetings placed since the last poll that saw them.
     pub reserved: u32,
-    /// Placement score: (load + reservations) × weight; lower gets the next meeting.
+    /// Participants those meetings are expected to hold.
+    pub reserved_participants: u32,
+    /// Placement score without capacities: (load + reservations) × weight; lower gets the next
+    /// meeting (relative to the capacity where servers have one).
     pub score: f64,
+    /// Participants the server can carry; `None`: unlimited.
+    pub capacity: Option<u32>,
+    /// Participants here and on their way: polled participants with young meetings at their
+    /// expected size, plus the reservations.
+    pub occupancy: u64,
+    /// Places left within the capacity (negative: over it); `None`: unlimited.
+    pub headroom: Option<i64>,
+    /// `occupancy / capacity` (1.0 is full); `None`: unlimited.
+    pub capacity_used: Option<f64>,
     pub weight: f64,
     pub tag: Option<String>,
     /// Exclusive to this world; `None`: shared.
@@ -98,6 +111,17 @@ impl Message for SetServerState {
     type Result = Result<(), AdminError>;
 }
 
+/// Stores and applies a server's capacity (`None`: unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct SetServerCapacity {
+    pub id: ServerId,
+    pub capacity: Option<u32>,
+}
+
+impl Message for SetServerCapacity {
+    type Result = Result<(), AdminError>;
+}
+
 /// Ends (best effort) and forgets every meeting on a server, so each is re-created elsewhere
 /// at its next join. Answers how many stored meetings were forgotten.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +145,7 @@ impl BbbCoordinator {
     /// The fleet status, without secrets.
     pub fn fleet_status(&self) -> FleetStatus {
         let age = self.max_reservation_age();
-        let now = std::time::Instant::now();
+        let now = crate::db::now_ms();
         let servers = self
             .fleet
             .iter()
@@ -143,7 +167,14 @@ impl BbbCoordinator {
                     largest_meeting: load.largest_meeting,
                     load: load.load,
                     reserved: c.reserved,
+                    reserved_participants: c.reserved_participants,
                     score: c.score(),
+                    capacity: c.capacity,
+                    occupancy: c.occupied(),
+                    headroom: c.headroom(),
+                    capacity_used: c
+                        .capacity
+                        .map(|cap| c.occupied() as f64 / f64::from(cap.max(1))),
                     weight: s.row().weight,
                     tag: s.row().tag.clone(),
                     world: s.row().world_id.clone(),
@@ -205,6 +236,30 @@ impl Handler<SetServerState> for BbbCoordinator {
             act.fleet.set_state(id, state);
             act.publish();
             log::info!("server {id} is now {state}");
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<SetServerCapacity> for BbbCoordinator {
+    type Result = ResponseActFuture<Self, Result<(), AdminError>>;
+
+    fn handle(&mut self, msg: SetServerCapacity, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let SetServerCapacity { id, capacity } = msg;
+        let fut = async move {
+            db.run(move |c| crate::db::servers::set_capacity(c, id, capacity))
+                .await
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            if !res? {
+                return Err(AdminError::UnknownServer(id));
+            }
+            act.fleet.set_capacity(id, capacity);
+            match capacity {
+                Some(c) => log::info!("server {id} can now carry {c} participants"),
+                None => log::info!("server {id} now has no capacity limit"),
+            }
             Ok(())
         }))
     }

@@ -21,6 +21,7 @@ use crate::ids::{MeetingKey, ServerId};
 use crate::join::JoinTarget;
 
 use super::ensure::{Attempts, MeetingSpec, MAX_RETRIES};
+use super::lifecycle::MeetingState;
 use super::{failed, with_timeout, BbbCoordinator, JoinResult, LocalActFut, SERVICE_UNAVAILABLE};
 
 /// How a create attempt ended.
@@ -93,11 +94,15 @@ impl BbbCoordinator {
         let meeting_id = entry.meeting_id.clone();
         let previous = entry.server();
         let moving = previous != Some(server);
+        let restarting = matches!(entry.state(), MeetingState::Ended { .. });
         if previous.is_some() && !moving {
             self.stats.reconfirm_creates += 1;
         }
-        if moving {
-            self.fleet.reserve(server, &meeting_id);
+        if moving || restarting {
+            // A new instance of the meeting: room is held for the people expected in it.
+            let expected = spec.expected_size();
+            self.fleet
+                .reserve(server, &meeting_id, expected, crate::db::now_ms());
         }
         let db = self.db.clone();
         let key = spec.key.clone();

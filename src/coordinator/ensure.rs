@@ -22,7 +22,7 @@ use crate::join::params::{self, CreateTemplate};
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
 
 use super::lifecycle::{MeetingEntry, MeetingState};
-use super::placement::{self, NoEligibleServer};
+use super::placement::{self, Demand, NoEligibleServer};
 use super::{failed, BbbCoordinator, JoinResult, LocalActFut, SERVICE_UNAVAILABLE};
 
 /// Which meeting a join needs, and how to create it.
@@ -35,6 +35,8 @@ pub(super) struct MeetingSpec {
     pub template: CreateTemplate,
     /// Server id or URL the room prefers for new meetings.
     pub prefer_server: Option<String>,
+    /// Participants the room's meeting will hold (`expected_participants`), if it says.
+    pub expected_participants: Option<u32>,
 }
 
 impl MeetingSpec {
@@ -46,6 +48,7 @@ impl MeetingSpec {
             call_id: None,
             template: params::room_create(world, room, bbb),
             prefer_server: bbb.prefer_server.clone(),
+            expected_participants: bbb.expected_participants,
         }
     }
 
@@ -57,7 +60,14 @@ impl MeetingSpec {
             call_id: Some(call_id.to_string()),
             template: params::call_create(call_id),
             prefer_server: None,
+            expected_participants: None,
         }
+    }
+
+    /// Participants a new instance of the meeting reserves room for.
+    pub fn expected_size(&self) -> u32 {
+        self.expected_participants
+            .unwrap_or(placement::YOUNG_MEETING_PARTICIPANTS)
     }
 }
 
@@ -242,9 +252,12 @@ impl BbbCoordinator {
     fn plan(&mut self, spec: &MeetingSpec, attempts: &Attempts) -> Result<Plan, NoEligibleServer> {
         if let Some(target) = attempts.forced {
             return if attempts.skip.contains(&target) {
-                Err(NoEligibleServer(format!(
-                    "server {target} did not answer the create; the meeting stays where it was"
-                )))
+                Err(NoEligibleServer {
+                    message: format!(
+                        "server {target} did not answer the create; the meeting stays where it was"
+                    ),
+                    full: false,
+                })
             } else {
                 Ok(Plan::Create(target))
             };
@@ -256,23 +269,51 @@ impl BbbCoordinator {
             .filter(|s| !attempts.skip.contains(s))
             .and_then(|s| self.fleet.get(s))
             .filter(|s| s.online() && s.contact_failures() < DEAD_AFTER_FAILURES);
+        let candidates = self
+            .fleet
+            .candidates(crate::db::now_ms(), self.max_reservation_age());
+        let expected = spec.expected_size();
         if let Some(s) = current {
             match s.state() {
-                ServerState::Enabled => return Ok(Plan::Create(s.id())),
+                ServerState::Enabled if !ended => return Ok(Plan::Create(s.id())),
+                // An ended meeting starts afresh: where it was, if it still fits there.
+                ServerState::Enabled => {
+                    let fits = candidates
+                        .iter()
+                        .find(|c| c.id == s.id())
+                        .is_none_or(|c| c.has_room_for(expected));
+                    if fits {
+                        return Ok(Plan::Create(s.id()));
+                    }
+                }
                 // A cordoned server keeps its running meetings but gets no new ones.
                 ServerState::Cordoned if !ended => return Ok(Plan::Probe(s.id())),
                 _ => {}
             }
         }
-        let candidates = self.fleet.candidates(self.max_reservation_age());
-        placement::choose(
-            &candidates,
-            &spec.world_id,
-            spec.prefer_server.as_deref(),
-            &attempts.skip,
-            &mut self.rng,
-        )
-        .map(Plan::Create)
+        let demand = Demand {
+            world: &spec.world_id,
+            prefer: spec.prefer_server.as_deref(),
+            exclude: &attempts.skip,
+            participants: expected,
+            overflow: self.settings.placement_overflow,
+        };
+        let placed = placement::choose(&candidates, &demand, &mut self.rng)?;
+        if placed.over_capacity {
+            self.stats.placements_over_capacity += 1;
+            let left = candidates
+                .iter()
+                .find(|c| c.id == placed.server)
+                .and_then(|c| c.headroom())
+                .unwrap_or(0);
+            log::warn!(
+                "no BBB server has room for {} ({expected} participants expected): placing it \
+                 on server {}, the least full ({left} places left)",
+                spec.key,
+                placed.server
+            );
+        }
+        Ok(Plan::Create(placed.server))
     }
 
     pub(super) fn attempt(
@@ -296,7 +337,10 @@ impl BbbCoordinator {
         match self.plan(&spec, &attempts) {
             Ok(Plan::Create(server)) => self.create_on(spec, server, attempts),
             Ok(Plan::Probe(server)) => self.probe(spec, server, attempts, ctx),
-            Err(NoEligibleServer(message)) => {
+            Err(NoEligibleServer { message, full }) => {
+                if full {
+                    self.stats.placements_refused_full += 1;
+                }
                 log::warn!("no BBB server for {}: {message}", spec.key);
                 Box::pin(fut::ready(Err(failed(&message))))
             }

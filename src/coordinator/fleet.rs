@@ -1,5 +1,14 @@
 //! Live state of every registered BBB server: registry data (re-read from the database each
-//! poll tick), health, the last poll's load and the reservations of meetings placed since.
+//! poll tick), health, the last poll's load and the reservations of meetings placed here.
+//!
+//! A reservation is made when this instance places a meeting on a server (a new placement, a
+//! move, or an ended meeting started again) and says how many participants the meeting is
+//! expected to reach. Until a poll sent after the placement answers, the meeting counts in full
+//! at that size ([`Candidate::reserved_participants`]). After that the poll's figures count
+//! it, at its real size but at least at the expected size while the reservation stands (while
+//! the meeting is young, [`placement::YOUNG_MEETING_MS`] from its placement): as people
+//! arrive, what is held for the meeting shrinks towards its real size. A poll sent after the
+//! placement that does not list the meeting drops the reservation (the meeting is gone).
 //!
 //! Two kinds of health. The poll decides whether a server is *online* (placement), after
 //! `unhealthy_after` failed polls. Any failed contact at all (poll, create, getMeetingInfo,
@@ -7,8 +16,8 @@
 //! meetings until a later contact succeeds. Fields are private; every change goes through a
 //! method that notes the server for republishing its meetings.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -28,16 +37,38 @@ pub struct PollLoad {
     pub videos: u32,
     /// Participants of the largest meeting.
     pub largest_meeting: u32,
-    /// Placement load (see [`placement::server_load`]), before weight and reservations.
+    /// Placement load, before weight and reservations: every meeting at its cost, a young one
+    /// counted at least at its expected size.
     pub load: f64,
+    /// Participants, a young meeting counted at least at its expected size (compared with the
+    /// server's capacity).
+    pub occupancy: u32,
 }
 
 impl PollLoad {
-    /// Sums a `getMeetings` reply (all meetings on the server count, ours or not).
-    pub fn from_meetings(meetings: &[MeetingInfo], now_ms: i64) -> PollLoad {
+    /// Sums a `getMeetings` reply (all meetings on the server count, ours or not) sent at
+    /// `now_ms`. `expected` gives the expected size of meetings with a standing reservation;
+    /// other young meetings count at least [`placement::YOUNG_MEETING_PARTICIPANTS`].
+    pub fn from_meetings(
+        meetings: &[MeetingInfo],
+        now_ms: i64,
+        expected: impl Fn(&str) -> Option<u32>,
+    ) -> PollLoad {
         // Saturating: the counts come from BBB and must not overflow.
         let sum =
             |f: fn(&MeetingInfo) -> u32| meetings.iter().map(f).fold(0u32, u32::saturating_add);
+        let mut load = 0.0;
+        let mut occupancy = 0u32;
+        for m in meetings {
+            let floor = match expected(&m.meeting_id) {
+                Some(e) => e,
+                None if placement::is_young(m, now_ms) => placement::YOUNG_MEETING_PARTICIPANTS,
+                None => 0,
+            };
+            let counted = placement::counted_participants(m, floor);
+            occupancy = occupancy.saturating_add(counted);
+            load += placement::meeting_load(m, counted);
+        }
         PollLoad {
             meetings: u32::try_from(meetings.len()).unwrap_or(u32::MAX),
             participants: sum(|m| m.participant_count),
@@ -49,8 +80,34 @@ impl PollLoad {
                 .map(|m| m.participant_count)
                 .max()
                 .unwrap_or(0),
-            load: placement::server_load(meetings, now_ms),
+            load,
+            occupancy,
         }
+    }
+}
+
+/// A meeting this instance placed on a server, with the size it is expected to reach. A plain
+/// value, so it can be stored as a database row as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub meeting_id: String,
+    /// Participants it is expected to hold: the room's `expected_participants`, else
+    /// [`placement::YOUNG_MEETING_PARTICIPANTS`].
+    pub expected_participants: u32,
+    /// When it was placed (ms since the Unix epoch).
+    pub placed_at_ms: i64,
+}
+
+impl Reservation {
+    /// The meeting is still young at `now_ms`: it counts at least at its expected size.
+    pub fn standing_at(&self, now_ms: i64) -> bool {
+        now_ms.saturating_sub(self.placed_at_ms) < placement::YOUNG_MEETING_MS
+    }
+
+    /// No poll sent after the placement has answered yet (`polled_through_ms`: when the last
+    /// successful poll was sent).
+    fn pending(&self, polled_through_ms: Option<i64>) -> bool {
+        polled_through_ms.is_none_or(|p| self.placed_at_ms >= p)
     }
 }
 
@@ -78,8 +135,10 @@ pub struct ServerLive {
     last_poll_at_ms: Option<i64>,
     /// Why the last contact failed (no secrets: BBB errors never carry the URL).
     last_error: Option<String>,
-    /// Meetings placed here, with when, that no poll started after their placement has seen.
-    reservations: Vec<(String, Instant)>,
+    /// Meetings this instance placed here that are still young (see the module docs).
+    reservations: Vec<Reservation>,
+    /// When the last successful poll was sent (ms): meetings placed before it are in `load`.
+    polled_through_ms: Option<i64>,
     /// `bbbVersion` from the server's API index (asked when first seen and when it comes back).
     bbb_version: Option<String>,
     /// The index was asked (or is being asked) since the server was seen or came back.
@@ -106,6 +165,7 @@ impl ServerLive {
             last_poll_at_ms: None,
             last_error: None,
             reservations: Vec::new(),
+            polled_through_ms: None,
             bbb_version: None,
             version_checked: false,
             stale: false,
@@ -186,13 +246,27 @@ impl ServerLive {
         self.stale
     }
 
-    /// The placement view, counting reservations younger than `max_reservation_age`.
-    pub fn candidate(&self, now: Instant, max_reservation_age: Duration) -> Candidate {
-        let reserved = self
+    /// The reservations standing here.
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.reservations
+    }
+
+    /// The placement view at `now_ms`. Reservations no poll has answered for count in full,
+    /// unless older than `max_reservation_age` (polls failing).
+    pub fn candidate(&self, now_ms: i64, max_reservation_age: Duration) -> Candidate {
+        let max_age = i64::try_from(max_reservation_age.as_millis()).unwrap_or(i64::MAX);
+        let (reserved, reserved_participants) = self
             .reservations
             .iter()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < max_reservation_age)
-            .count();
+            .filter(|r| {
+                r.pending(self.polled_through_ms) && now_ms.saturating_sub(r.placed_at_ms) < max_age
+            })
+            .fold((0u32, 0u32), |(n, p), r| {
+                (
+                    n.saturating_add(1),
+                    p.saturating_add(r.expected_participants),
+                )
+            });
         Candidate {
             id: self.row.id,
             url: self.row.url.clone(),
@@ -202,7 +276,10 @@ impl ServerLive {
             world_id: self.row.world_id.clone(),
             weight: self.row.weight,
             load: self.load.load,
-            reserved: u32::try_from(reserved).unwrap_or(u32::MAX),
+            occupancy: self.load.occupancy,
+            reserved,
+            reserved_participants,
+            capacity: self.row.capacity,
         }
     }
 }
@@ -286,12 +363,11 @@ impl Fleet {
         std::mem::take(&mut self.dirty)
     }
 
-    /// Placement views of every server.
-    pub fn candidates(&self, max_reservation_age: Duration) -> Vec<Candidate> {
-        let now = Instant::now();
+    /// Placement views of every server at `now_ms`.
+    pub fn candidates(&self, now_ms: i64, max_reservation_age: Duration) -> Vec<Candidate> {
         self.servers
             .values()
-            .map(|s| s.candidate(now, max_reservation_age))
+            .map(|s| s.candidate(now_ms, max_reservation_age))
             .collect()
     }
 
@@ -300,19 +376,35 @@ impl Fleet {
         self.change(id, |s| s.row.state = state);
     }
 
-    /// Notes a meeting placed on `id` that polls have not seen yet.
-    pub fn reserve(&mut self, id: ServerId, meeting_id: &str) {
+    /// Sets the capacity (the database was changed already).
+    pub fn set_capacity(&mut self, id: ServerId, capacity: Option<u32>) {
         if let Some(s) = self.servers.get_mut(&id) {
-            s.reservations.retain(|(m, _)| m != meeting_id);
-            s.reservations
-                .push((meeting_id.to_string(), Instant::now()));
+            s.row.capacity = capacity;
+        }
+    }
+
+    /// Notes a meeting placed on `id` at `now_ms`, expected to hold `expected_participants`.
+    pub fn reserve(
+        &mut self,
+        id: ServerId,
+        meeting_id: &str,
+        expected_participants: u32,
+        now_ms: i64,
+    ) {
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.reservations.retain(|r| r.meeting_id != meeting_id);
+            s.reservations.push(Reservation {
+                meeting_id: meeting_id.to_string(),
+                expected_participants,
+                placed_at_ms: now_ms,
+            });
         }
     }
 
     /// Drops a reservation (its create failed).
     pub fn unreserve(&mut self, id: ServerId, meeting_id: &str) {
         if let Some(s) = self.servers.get_mut(&id) {
-            s.reservations.retain(|(m, _)| m != meeting_id);
+            s.reservations.retain(|r| r.meeting_id != meeting_id);
         }
     }
 
@@ -361,25 +453,36 @@ impl Fleet {
             .is_some_and(|s| !std::mem::replace(&mut s.version_checked, true))
     }
 
-    /// Records a successful poll sent at `started`: load, health, and reservations it covers.
+    /// Records a successful poll sent at `sent_ms` that listed `meetings`: load, health, and
+    /// the reservations it covers.
     pub fn poll_succeeded(
         &mut self,
         id: ServerId,
-        started: Instant,
-        load: PollLoad,
-        now_ms: i64,
+        sent_ms: i64,
+        meetings: &[MeetingInfo],
         healthy_after: u32,
     ) -> Transition {
         self.change(id, |s| {
             s.poll_failures = 0;
             s.poll_successes = s.poll_successes.saturating_add(1);
             s.contact_failures = 0;
-            s.load = load;
-            s.last_poll_at_ms = Some(now_ms);
+            s.last_poll_at_ms = Some(sent_ms);
             s.last_error = None;
-            // The poll reflects every meeting created before it was sent: seen ones are in
-            // `load`, unseen ones are gone.
-            s.reservations.retain(|(_, at)| *at > started);
+            // The poll reflects every meeting placed before it was sent: listed ones are in its
+            // figures (at least at their expected size while young), unlisted ones are gone.
+            let listed: HashSet<&str> = meetings.iter().map(|m| m.meeting_id.as_str()).collect();
+            s.reservations.retain(|r| {
+                r.standing_at(sent_ms)
+                    && (r.pending(Some(sent_ms)) || listed.contains(r.meeting_id.as_str()))
+            });
+            let expected: HashMap<&str, u32> = s
+                .reservations
+                .iter()
+                .filter(|r| !r.pending(Some(sent_ms)))
+                .map(|r| (r.meeting_id.as_str(), r.expected_participants))
+                .collect();
+            s.load = PollLoad::from_meetings(meetings, sent_ms, |m| expected.get(m).copied());
+            s.polled_through_ms = Some(sent_ms);
             if !s.online && s.poll_successes >= healthy_after.max(1) {
                 s.online = true;
                 s.version_checked = false;
@@ -404,6 +507,7 @@ impl Fleet {
             s.contact_failures = s.contact_failures.saturating_add(1);
             s.last_poll_at_ms = Some(now_ms);
             s.last_error = Some(error);
+            s.reservations.retain(|r| r.standing_at(now_ms));
             if s.online && s.poll_failures >= unhealthy_after.max(1) {
                 s.online = false;
                 s.reservations.clear();
@@ -441,18 +545,20 @@ impl Fleet {
                 videos: count(row.videos),
                 largest_meeting: count(row.largest_meeting),
                 load: row.load,
+                occupancy: count(row.occupancy),
             };
             s.last_poll_at_ms = (row.polled_at > 0).then_some(row.polled_at);
             if row.last_error.is_some() {
                 s.last_error = row.last_error.clone();
             }
             s.bbb_version = row.bbb_version.clone();
+            // The leader's figures count meetings placed before its poll, but not at the size
+            // this instance expects (it does not know it): covered reservations are dropped.
             let timeout_ms = i64::try_from(poll_timeout.as_millis()).unwrap_or(i64::MAX);
             let covered_before = row.polled_at.saturating_sub(timeout_ms);
-            s.reservations.retain(|(_, at)| {
-                let age = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
-                now_ms.saturating_sub(age) > covered_before
-            });
+            s.reservations
+                .retain(|r| r.placed_at_ms > covered_before && r.standing_at(now_ms));
+            s.polled_through_ms = None;
             match (was_online, row.online) {
                 (false, true) => Transition::CameOnline,
                 (true, false) => {
@@ -482,7 +588,7 @@ mod tests {
     fn thresholds_take_servers_offline_and_back() {
         let mut f = Fleet::default();
         f.apply_rows(vec![row(1)]);
-        let t = Instant::now();
+        let t = 0;
         assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
         assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
         assert_eq!(
@@ -490,19 +596,10 @@ mod tests {
             Transition::WentOffline
         );
         assert!(!f.get(s(1)).unwrap().online());
-        assert_eq!(
-            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
-            Transition::None
-        );
+        assert_eq!(f.poll_succeeded(s(1), t, &[], 2), Transition::None);
         assert_eq!(f.poll_failed(s(1), "x".into(), 0, 3), Transition::None);
-        assert_eq!(
-            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
-            Transition::None
-        );
-        assert_eq!(
-            f.poll_succeeded(s(1), t, PollLoad::default(), 0, 2),
-            Transition::CameOnline
-        );
+        assert_eq!(f.poll_succeeded(s(1), t, &[], 2), Transition::None);
+        assert_eq!(f.poll_succeeded(s(1), t, &[], 2), Transition::CameOnline);
     }
 
     #[test]
@@ -522,21 +619,117 @@ mod tests {
         assert!(f.get(s(2)).is_none() && f.get(s(3)).is_some());
     }
 
+    /// A meeting with `participants` participants, created long ago by BBB's clock (so only a
+    /// reservation makes it count as young).
+    fn meeting(id: &str, participants: u32) -> MeetingInfo {
+        MeetingInfo {
+            meeting_id: id.into(),
+            participant_count: participants,
+            create_time: 1,
+            ..Default::default()
+        }
+    }
+
+    const AGE: Duration = Duration::from_secs(60);
+
     #[test]
     fn reservations_clear_when_a_later_poll_answers() {
         let mut f = Fleet::default();
         f.apply_rows(vec![row(1)]);
-        let before = Instant::now();
-        f.reserve(s(1), "m1");
-        let age = Duration::from_secs(60);
-        assert_eq!(f.candidates(age)[0].reserved, 1);
+        f.reserve(s(1), "m1", 10, 1_000);
+        assert_eq!(f.candidates(1_000, AGE)[0].reserved, 1);
         // A poll sent before the placement does not cover it.
-        f.poll_succeeded(s(1), before, PollLoad::default(), 0, 1);
-        assert_eq!(f.candidates(age)[0].reserved, 1);
-        f.poll_succeeded(s(1), Instant::now(), PollLoad::default(), 0, 1);
-        assert_eq!(f.candidates(age)[0].reserved, 0);
-        // Old reservations stop counting even without polls.
-        f.reserve(s(1), "m2");
-        assert_eq!(f.candidates(Duration::ZERO)[0].reserved, 0);
+        f.poll_succeeded(s(1), 999, &[], 1);
+        assert_eq!(f.candidates(1_000, AGE)[0].reserved, 1);
+        // One sent after it that does not list the meeting: it is gone.
+        f.poll_succeeded(s(1), 1_001, &[], 1);
+        assert_eq!(f.candidates(1_001, AGE)[0].reserved, 0);
+        assert!(f.get(s(1)).unwrap().reservations().is_empty());
+        // Reservations no poll answered for stop counting after the maximum age.
+        f.reserve(s(1), "m2", 10, 2_000);
+        assert_eq!(f.candidates(2_000, Duration::ZERO)[0].reserved, 0);
+        assert_eq!(f.candidates(2_000, AGE)[0].reserved_participants, 10);
+    }
+
+    #[test]
+    fn a_young_meeting_counts_at_its_expected_size_until_people_arrive() {
+        let mut f = Fleet::default();
+        f.apply_rows(vec![row(1)]);
+        let t0 = 1_000_000;
+        f.reserve(s(1), "keynote", 800, t0);
+        let c = f.candidates(t0, AGE).remove(0);
+        assert_eq!(
+            (c.reserved, c.reserved_participants, c.occupied()),
+            (1, 800, 800)
+        );
+        // The poll sees it with 50 people: it still holds 800 places, now in the poll's figures.
+        f.poll_succeeded(
+            s(1),
+            t0 + 10,
+            &[meeting("keynote", 50), meeting("other", 5)],
+            1,
+        );
+        let c = f.candidates(t0 + 20, AGE).remove(0);
+        assert_eq!((c.reserved, c.reserved_participants), (0, 0));
+        assert_eq!((c.occupancy, c.occupied()), (805, 805));
+        assert_eq!(f.get(s(1)).unwrap().load().participants, 55);
+        assert_eq!(c.load, 10.0 + 800.0 + 10.0 + 5.0);
+        // The reservation decays towards the real size as people arrive ...
+        f.poll_succeeded(
+            s(1),
+            t0 + 30,
+            &[meeting("keynote", 600), meeting("other", 5)],
+            1,
+        );
+        assert_eq!(f.candidates(t0 + 40, AGE)[0].occupancy, 805);
+        // ... and is outgrown by it.
+        f.poll_succeeded(
+            s(1),
+            t0 + 50,
+            &[meeting("keynote", 950), meeting("other", 5)],
+            1,
+        );
+        assert_eq!(f.candidates(t0 + 60, AGE)[0].occupancy, 955);
+        // Once the meeting is no longer young, only its real size counts.
+        let old = t0 + placement::YOUNG_MEETING_MS;
+        f.poll_succeeded(
+            s(1),
+            old,
+            &[meeting("keynote", 120), meeting("other", 5)],
+            1,
+        );
+        assert_eq!(f.candidates(old, AGE)[0].occupancy, 125);
+        assert!(f.get(s(1)).unwrap().reservations().is_empty());
+    }
+
+    #[test]
+    fn meetings_without_reservation_count_the_young_default() {
+        let mut f = Fleet::default();
+        f.apply_rows(vec![row(1)]);
+        let now = 10 * placement::YOUNG_MEETING_MS;
+        let young = MeetingInfo {
+            meeting_id: "young".into(),
+            participant_count: 3,
+            create_time: now - 1_000,
+            ..Default::default()
+        };
+        f.poll_succeeded(s(1), now, &[young, meeting("old", 3)], 1);
+        let c = f.candidates(now, AGE).remove(0);
+        assert_eq!(c.occupancy, placement::YOUNG_MEETING_PARTICIPANTS + 3);
+        // An expected size of 0 is taken at its word: no young-meeting default.
+        f.reserve(s(1), "tiny", 0, now);
+        f.poll_succeeded(s(1), now + 1, &[meeting("tiny", 2)], 1);
+        assert_eq!(f.candidates(now + 1, AGE)[0].occupancy, 2);
+    }
+
+    #[test]
+    fn capacity_follows_the_registry_and_admin_changes() {
+        let mut f = Fleet::default();
+        let mut r = row(1);
+        r.capacity = Some(500);
+        f.apply_rows(vec![r]);
+        assert_eq!(f.candidates(0, AGE)[0].capacity, Some(500));
+        f.set_capacity(s(1), None);
+        assert_eq!(f.candidates(0, AGE)[0].capacity, None);
     }
 }

@@ -56,7 +56,7 @@ use crate::world::WorldSnapshot;
 
 pub use admin::{
     AdminError, FleetStatus, GetFleetStatus, PanicServer, PollNow, ReloadServers, ServerStatus,
-    SetServerState,
+    SetServerCapacity, SetServerState,
 };
 pub use background::Settle;
 pub use election::StepDown;
@@ -101,6 +101,8 @@ pub struct CoordinatorSettings {
     pub instance: String,
     /// The leader deletes what has been idle this many days (see [`retention`]).
     pub retention_days: u32,
+    /// What happens to a new meeting when no eligible server has room for it.
+    pub placement_overflow: placement::Overflow,
 }
 
 /// A `bbb.*` request of a session. The session passes its world snapshot and user so the
@@ -167,6 +169,11 @@ pub struct CoordinatorStats {
     pub poll_rounds: u64,
     /// Rounds that read the leader's results instead of polling (another instance leads).
     pub follow_rounds: u64,
+    /// New meetings placed on a server without room for them (no eligible server had room,
+    /// `bbb.placement_overflow = "least_full"`).
+    pub placements_over_capacity: u64,
+    /// Joins refused because no eligible server had room (`placement_overflow = "refuse"`).
+    pub placements_refused_full: u64,
 }
 
 type JoinResult = Result<JoinTarget, ErrorReply>;

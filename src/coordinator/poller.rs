@@ -19,7 +19,7 @@ use crate::db::server_status::ServerStatusRow;
 use crate::db::servers::ServerRow;
 use crate::ids::{MeetingKey, ServerId};
 
-use super::fleet::{PollLoad, Transition};
+use super::fleet::Transition;
 use super::lifecycle::MeetingEntry;
 use super::{with_timeout, BbbCoordinator, LocalActFut};
 
@@ -197,11 +197,8 @@ impl BbbCoordinator {
     ) {
         match result {
             Ok(list) => {
-                let load = PollLoad::from_meetings(&list, now_ms());
                 let healthy_after = self.settings.healthy_after;
-                if self
-                    .fleet
-                    .poll_succeeded(id, sent_at, load, sent_ms, healthy_after)
+                if self.fleet.poll_succeeded(id, sent_ms, &list, healthy_after)
                     == Transition::CameOnline
                 {
                     log::info!("server {id} is back online");
@@ -412,6 +409,7 @@ impl BbbCoordinator {
                     last_error: s.last_error().map(str::to_string),
                     listeners: clamp_i32(load.listeners),
                     largest_meeting: clamp_i32(load.largest_meeting),
+                    occupancy: clamp_i32(load.occupancy),
                 }
             })
             .collect();

@@ -67,6 +67,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         panic_epoch -> BigInt,
+        capacity -> Nullable<Integer>,
     }
 }
 
@@ -173,6 +174,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         listeners -> Integer,
         largest_meeting -> Integer,
+        occupancy -> Integer,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct ServerStatusRow {
     pub listeners: i32,
     /// Participants of the largest meeting.
     pub largest_meeting: i32,
+    /// Participants with every young meeting counted at least at its expected size (what
+    /// placement compares with the server's capacity).
+    pub occupancy: i32,
 }
 
 impl ServerStatusRow {
@@ -65,6 +68,7 @@ pub fn store(conn: &mut DbConn, rows: &[ServerStatusRow]) -> Result<(), DbError>
                     st::last_error.eq(excluded(st::last_error)),
                     st::listeners.eq(excluded(st::listeners)),
                     st::largest_meeting.eq(excluded(st::largest_meeting)),
+                    st::occupancy.eq(excluded(st::occupancy)),
                 ))
                 .execute(c)?;
         }
@@ -100,11 +104,13 @@ mod tests {
                 last_error: None,
                 listeners: 3,
                 largest_meeting: 20,
+                occupancy: 45,
             };
             store(conn, &[row.clone()]).unwrap();
             row.online = false;
             row.consecutive_failures = 2;
             row.last_error = Some("timeout".into());
+            row.occupancy = 60;
             store(conn, &[row.clone()]).unwrap();
             let all = load_all(conn).unwrap();
             assert_eq!(all.len(), 1);

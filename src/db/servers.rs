@@ -68,6 +68,9 @@ pub struct ServerRow {
     /// `Some(world)`: exclusive to that world; `None`: shared by all worlds.
     pub world_id: Option<String>,
     pub state: ServerState,
+    /// Participants the server can carry; `None`: unlimited. Placement keeps a server's
+    /// participants, reservations included, within it while another server has room.
+    pub capacity: Option<u32>,
     /// Bumped by every panic; a running coordinator that sees it change forgets the server's
     /// meetings (the CLI panics servers without talking to the gateway).
     pub panic_epoch: i64,
@@ -96,7 +99,13 @@ pub struct NewServer {
     pub weight: f64,
     pub tag: Option<String>,
     pub world_id: Option<String>,
+    /// Participants it can carry; `None`: unlimited.
+    pub capacity: Option<u32>,
 }
+
+/// The largest capacity accepted: far beyond any BBB server, small enough for every column
+/// type and sum.
+pub const MAX_CAPACITY: u32 = 1_000_000;
 
 #[derive(Queryable)]
 struct RawServer {
@@ -111,6 +120,7 @@ struct RawServer {
     panic_epoch: i64,
     created_at: i64,
     updated_at: i64,
+    capacity: Option<i32>,
 }
 
 /// The columns of [`RawServer`], in its order.
@@ -126,6 +136,7 @@ type RawColumns = (
     bbb_servers::panic_epoch,
     bbb_servers::created_at,
     bbb_servers::updated_at,
+    bbb_servers::capacity,
 );
 
 const RAW_COLUMNS: RawColumns = (
@@ -140,6 +151,7 @@ const RAW_COLUMNS: RawColumns = (
     bbb_servers::panic_epoch,
     bbb_servers::created_at,
     bbb_servers::updated_at,
+    bbb_servers::capacity,
 );
 
 impl TryFrom<RawServer> for ServerRow {
@@ -162,6 +174,8 @@ impl TryFrom<RawServer> for ServerRow {
             tag: r.tag,
             world_id: r.world_id,
             state,
+            // A negative stored value cannot come from this code; treat it as unlimited.
+            capacity: r.capacity.and_then(|c| u32::try_from(c).ok()),
             panic_epoch: r.panic_epoch,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -179,10 +193,26 @@ fn check_weight(weight: f64) -> Result<(), DbError> {
     }
 }
 
+/// A capacity is 1 to [`MAX_CAPACITY`] participants (`None`: unlimited).
+pub fn check_capacity(capacity: Option<u32>) -> Result<(), DbError> {
+    match capacity {
+        Some(c) if c == 0 || c > MAX_CAPACITY => Err(DbError::Invalid(format!(
+            "capacity must be a whole number of participants from 1 to {MAX_CAPACITY} \
+             (or none for unlimited), got {c}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn capacity_column(capacity: Option<u32>) -> Option<i32> {
+    capacity.and_then(|c| i32::try_from(c).ok())
+}
+
 /// Registers a server; the URL is normalised and must not be registered already.
 pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
     let url = crate::bbb::normalize_base_url(&new.url).map_err(DbError::Invalid)?;
     check_weight(new.weight)?;
+    check_capacity(new.capacity)?;
     if new.secret.expose().trim().is_empty() {
         return Err(DbError::Invalid("the secret must not be empty".into()));
     }
@@ -223,6 +253,7 @@ pub fn add(conn: &mut DbConn, new: &NewServer) -> Result<ServerRow, DbError> {
                 bbb_servers::tag.eq(tag),
                 bbb_servers::world_id.eq(world),
                 bbb_servers::state.eq(ServerState::Enabled.as_str()),
+                bbb_servers::capacity.eq(capacity_column(new.capacity)),
                 bbb_servers::created_at.eq(now),
                 bbb_servers::updated_at.eq(now),
             ))
@@ -278,6 +309,23 @@ pub fn set_weight(conn: &mut DbConn, id: ServerId, weight: f64) -> Result<bool, 
     let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id.get()))
         .set((
             bbb_servers::weight.eq(weight),
+            bbb_servers::updated_at.eq(now),
+        ))
+        .execute(c))?;
+    Ok(n > 0)
+}
+
+/// Sets the participants a server can carry (`None`: unlimited); `false` for an unknown id.
+pub fn set_capacity(
+    conn: &mut DbConn,
+    id: ServerId,
+    capacity: Option<u32>,
+) -> Result<bool, DbError> {
+    check_capacity(capacity)?;
+    let now = now_ms();
+    let n = with_conn!(conn, |c| diesel::update(bbb_servers::table.find(id.get()))
+        .set((
+            bbb_servers::capacity.eq(capacity_column(capacity)),
             bbb_servers::updated_at.eq(now),
         ))
         .execute(c))?;
@@ -340,6 +388,7 @@ mod tests {
             weight: 1.0,
             tag: Some("eu".into()),
             world_id: None,
+            capacity: None,
         }
     }
 
@@ -387,6 +436,34 @@ mod tests {
             s.world_id = Some("w1".into());
             assert_eq!(add(conn, &s).unwrap().world_id.as_deref(), Some("w1"));
             assert!(set_weight(conn, ServerId::new(1), -1.0).is_err());
+        });
+    }
+
+    #[test]
+    fn capacity_is_stored_changed_and_checked() {
+        for_each_backend(|conn| {
+            let a = add(conn, &server("https://bbb1.example.org/bigbluebutton")).unwrap();
+            assert_eq!(a.capacity, None);
+            let mut big = server("https://bbb2.example.org/bigbluebutton");
+            big.capacity = Some(500);
+            let b = add(conn, &big).unwrap();
+            assert_eq!(b.capacity, Some(500));
+            assert!(set_capacity(conn, a.id, Some(250)).unwrap());
+            assert_eq!(get(conn, a.id).unwrap().unwrap().capacity, Some(250));
+            assert!(set_capacity(conn, b.id, None).unwrap());
+            assert_eq!(get(conn, b.id).unwrap().unwrap().capacity, None);
+            assert!(!set_capacity(conn, ServerId::new(9999), Some(1)).unwrap());
+            for bad in [0, MAX_CAPACITY + 1] {
+                let e = set_capacity(conn, a.id, Some(bad)).unwrap_err();
+                assert!(
+                    matches!(&e, DbError::Invalid(m) if m.contains("capacity")),
+                    "{e:?}"
+                );
+                let mut s = server("https://bbb3.example.org/bigbluebutton");
+                s.capacity = Some(bad);
+                assert!(matches!(add(conn, &s), Err(DbError::Invalid(_))));
+            }
+            assert_eq!(get(conn, a.id).unwrap().unwrap().capacity, Some(250));
         });
     }
 

@@ -47,6 +47,7 @@ pub fn server_row(id: i32) -> ServerRow {
         tag: None,
         world_id: None,
         state: ServerState::Enabled,
+        capacity: None,
         panic_epoch: 0,
         created_at: 0,
         updated_at: 0,

@@ -32,9 +32,11 @@ pub struct Metrics {
     meetings_moved: IntCounter,
     /// Frames, connections and commands refused by an abuse limit, by limit.
     limited: IntCounterVec,
+    placements_over_capacity: IntCounter,
+    placements_refused_full: IntCounter,
     server_gauges: GaugeVec,
     /// Last coordinator counters seen, to add only the difference to the Prometheus counters.
-    last_stats: Mutex<[u64; 4]>,
+    last_stats: Mutex<[u64; 6]>,
 }
 
 /// Builds and registers one metric; the definitions are static, so failure is a programming
@@ -130,12 +132,26 @@ impl Metrics {
                 &["limit"]
             )
         );
+        let placements_over_capacity = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_placements_over_capacity_total",
+                "New meetings placed on the least full server because no eligible server had room for them"
+            )
+        );
+        let placements_refused_full = metric!(
+            r,
+            IntCounter::new(
+                "bbb_gateway_placements_refused_full_total",
+                "Joins refused because no eligible server had room for the new meeting"
+            )
+        );
         let server_gauges = metric!(
             r,
             GaugeVec::new(
                 Opts::new(
                     "bbb_gateway_server",
-                    "Per-server figures from the last poll: load, participants, meetings, videos, online (1/0), enabled/cordoned/disabled (1 for the current state)"
+                    "Per-server figures from the last poll: load, participants, meetings, videos, online (1/0), enabled/cordoned/disabled (1 for the current state); occupancy (participants with young meetings at their expected size, plus reservations), and capacity and headroom (participants) where the server has a capacity"
                 ),
                 &["server", "url", "figure"]
             )
@@ -153,8 +169,10 @@ impl Metrics {
             joins_from_memory,
             meetings_moved,
             limited,
+            placements_over_capacity,
+            placements_refused_full,
             server_gauges,
-            last_stats: Mutex::new([0; 4]),
+            last_stats: Mutex::new([0; 6]),
         }
     }
 
@@ -213,6 +231,11 @@ impl Metrics {
             set("videos", s.videos.into());
             set("voice", s.voice.into());
             set("online", if s.online { 1.0 } else { 0.0 });
+            set("occupancy", s.occupancy as f64);
+            if let (Some(capacity), Some(headroom)) = (s.capacity, s.headroom) {
+                set("capacity", capacity.into());
+                set("headroom", headroom as f64);
+            }
             for st in ["enabled", "cordoned", "disabled"] {
                 set(st, if s.state.as_str() == st { 1.0 } else { 0.0 });
             }
@@ -222,6 +245,8 @@ impl Metrics {
             fleet.stats.creates_saved_by_single_flight,
             fleet.stats.joins_from_memory,
             fleet.stats.meetings_moved,
+            fleet.stats.placements_over_capacity,
+            fleet.stats.placements_refused_full,
         ];
         let Ok(mut last) = self.last_stats.lock() else {
             return;
@@ -231,6 +256,8 @@ impl Metrics {
             &self.creates_saved,
             &self.joins_from_memory,
             &self.meetings_moved,
+            &self.placements_over_capacity,
+            &self.placements_refused_full,
         ];
         for ((counter, now), last) in counters.iter().zip(now).zip(last.iter_mut()) {
             counter.inc_by(now.saturating_sub(*last));

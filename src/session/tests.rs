@@ -132,6 +132,7 @@ async fn harness_with_rooms(session: SessionConfig, extra: usize) -> Harness {
             lease: Duration::from_secs(10),
             instance: "session-test".into(),
             retention_days: 30,
+            placement_overflow: Default::default(),
         },
         joins.clone(),
     )

@@ -22,7 +22,13 @@ pub struct BbbRoomConfig {
     pub prefer_server: Option<String>,
     /// An http(s) URL of a document to preload.
     pub presentation: Option<String>,
+    /// How many participants the room's meeting will hold: placement reserves that much room
+    /// for a new meeting. `None`: the young-meeting default.
+    pub expected_participants: Option<u32>,
 }
+
+/// The largest `expected_participants` accepted.
+pub const MAX_EXPECTED_PARTICIPANTS: u32 = 1_000_000;
 
 /// A bad value in a BBB config: which key, and whether it came from the world's
 /// `bbb_defaults` rather than the room's module config.
@@ -115,6 +121,24 @@ impl BbbRoomConfig {
             }
             Some((_, d)) => return Err(err("presentation", d, "must be an http(s) URL")),
         };
+        let expected_participants = match pick("expected_participants") {
+            None => None,
+            Some((v, d)) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n <= MAX_EXPECTED_PARTICIPANTS)
+                    .ok_or_else(|| {
+                        err(
+                            "expected_participants",
+                            d,
+                            &format!(
+                                "must be a whole number of participants from 0 to \
+                                 {MAX_EXPECTED_PARTICIPANTS}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
         let [record, waiting_room, auto_microphone, auto_camera, hide_presentation, bbb_mute_on_start, bbb_disable_cam, bbb_disable_chat] =
             flags;
         Ok(BbbRoomConfig {
@@ -129,6 +153,7 @@ impl BbbRoomConfig {
             voice_bridge,
             prefer_server,
             presentation,
+            expected_participants,
         })
     }
 }
@@ -198,6 +223,42 @@ mod tests {
             let e = BbbRoomConfig::merged(&Map::new(), &map(json!({ key: "yes" }))).unwrap_err();
             assert_eq!(e.key, key);
             assert!(!e.in_defaults);
+        }
+    }
+
+    #[test]
+    fn expected_participants_is_a_whole_number_from_the_room_or_the_defaults() {
+        let defaults = map(json!({"expected_participants": 20}));
+        let c = BbbRoomConfig::merged(&defaults, &Map::new()).unwrap();
+        assert_eq!(c.expected_participants, Some(20));
+        let room = map(json!({"expected_participants": 800}));
+        let c = BbbRoomConfig::merged(&defaults, &room).unwrap();
+        assert_eq!(c.expected_participants, Some(800));
+        let c =
+            BbbRoomConfig::merged(&Map::new(), &map(json!({"expected_participants": 0}))).unwrap();
+        assert_eq!(c.expected_participants, Some(0));
+        for bad in [
+            json!(-1),
+            json!(2.5),
+            json!("800"),
+            json!(true),
+            json!(2_000_000),
+        ] {
+            let e = BbbRoomConfig::merged(
+                &Map::new(),
+                &map(json!({ "expected_participants": bad.clone() })),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (e.key, e.in_defaults),
+                ("expected_participants", false),
+                "{bad}"
+            );
+            assert!(e.message.contains("whole number"), "{}", e.message);
+            let e =
+                BbbRoomConfig::merged(&map(json!({ "expected_participants": bad })), &Map::new())
+                    .unwrap_err();
+            assert_eq!((e.key, e.in_defaults), ("expected_participants", true));
         }
     }
 

@@ -199,6 +199,16 @@ fn semantic_errors_name_the_json_path() {
         "rooms[0].modules[0].config.voice_bridge"
     );
     assert_eq!(
+        error_path(|v| v["bbb_defaults"]["expected_participants"] = json!(-5)),
+        "bbb_defaults.expected_participants"
+    );
+    assert_eq!(
+        error_path(
+            |v| v["rooms"][0]["modules"][0]["config"]["expected_participants"] = json!("many")
+        ),
+        "rooms[0].modules[0].config.expected_participants"
+    );
+    assert_eq!(
         error_path(|v| {
             let m = v["rooms"][0]["modules"][0].clone();
             v["rooms"][0]["modules"].as_array_mut().unwrap().push(m);

@@ -199,6 +199,10 @@ async fn status_lists_servers_without_secrets() {
         "weight",
         "tag",
         "last_poll_at_ms",
+        "capacity",
+        "occupancy",
+        "headroom",
+        "capacity_used",
     ] {
         assert!(
             servers[0].get(key).is_some(),
@@ -336,6 +340,122 @@ async fn panic_moves_meetings_to_another_server() {
     assert!(!calls(other_port).await.iter().any(|(c, _)| c == "end"));
     let (status, _) = post(&app, "/api/v1/servers/4242/panic", Some(TOKEN), "").await;
     assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn capacity_is_set_over_rest_and_shown_in_status_and_metrics() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let (_sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (_sim2, id2) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
+    let path = format!("/api/v1/servers/{id1}/capacity");
+    let (status, body) = post(&app, &path, Some(TOKEN), r#"{"capacity": 50}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"id": id1.get(), "capacity": 50}));
+    for (bad, names) in [
+        (r#"{}"#, "capacity"),
+        (r#"{"capacity": 0}"#, "capacity"),
+        (r#"{"capacity": -5}"#, "capacity"),
+        (r#"{"capacity": 2.5}"#, "capacity"),
+        (r#"{"capacity": "100"}"#, "capacity"),
+        (r#"{"capacity": 50, "weight": 2}"#, "weight"),
+        (r#"[50]"#, "capacity"),
+        ("fifty", "invalid body"),
+    ] {
+        let (status, body) = post(&app, &path, Some(TOKEN), bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(names), "{bad}: {msg}");
+    }
+    let (status, _) = post(&app, &path, None, r#"{"capacity": 5}"#).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(
+        &app,
+        "/api/v1/servers/4242/capacity",
+        Some(TOKEN),
+        r#"{"capacity": 5}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A meeting placed since the last poll counts at its expected size (the default 10 here).
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    bob.room_url("room_1").await;
+    let (_, body) = get(&app, "/api/v1/status", Some(TOKEN)).await;
+    assert_no_secrets(&body);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let server = |id: bbb_gateway::ids::ServerId| {
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id.get())
+            .unwrap()
+            .clone()
+    };
+    let (s1, s2) = (server(id1), server(id2));
+    assert_eq!(s1["capacity"], 50, "{s1}");
+    let occupancy = s1["occupancy"].as_i64().unwrap();
+    assert_eq!(s1["headroom"].as_i64(), Some(50 - occupancy), "{s1}");
+    assert_eq!(s1["capacity_used"].as_f64(), Some(occupancy as f64 / 50.0));
+    assert!(s2["capacity"].is_null() && s2["headroom"].is_null(), "{s2}");
+    assert_eq!(
+        s1["occupancy"].as_u64().unwrap() + s2["occupancy"].as_u64().unwrap(),
+        10,
+        "one new meeting of the default size"
+    );
+    assert_eq!(v["totals"]["capacity"], 50);
+    assert_eq!(v["totals"]["unlimited_servers"], 1);
+    assert_eq!(v["totals"]["occupancy"], 10);
+
+    let (_, text) = get(&app, "/metrics", None).await;
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let gauge = |server: &str, figure: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "bbb_gateway_server"
+                    && s.labels.get("server") == Some(server)
+                    && s.labels.get("figure") == Some(figure)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("unexpected {other:?}"),
+            })
+    };
+    let one = id1.to_string();
+    let two = id2.to_string();
+    assert_eq!(gauge(&one, "capacity"), Some(50.0));
+    assert_eq!(gauge(&one, "headroom"), Some(50.0 - occupancy as f64));
+    assert_eq!(gauge(&one, "occupancy"), Some(occupancy as f64));
+    assert_eq!(
+        gauge(&two, "capacity"),
+        None,
+        "unlimited: no capacity gauge"
+    );
+    assert!(gauge(&two, "occupancy").is_some());
+    for counter in [
+        "bbb_gateway_placements_over_capacity_total",
+        "bbb_gateway_placements_refused_full_total",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == counter),
+            "{counter} missing"
+        );
+    }
+
+    // null lifts the limit.
+    let (status, body) = post(&app, &path, Some(TOKEN), r#"{"capacity": null}"#).await;
+    assert_eq!((status, &body["capacity"]), (200, &Value::Null), "{body}");
+    let (_, body) = get(&app, "/api/v1/status", Some(TOKEN)).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["capacity"].is_null()));
 }
 
 #[actix_web::test]

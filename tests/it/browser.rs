@@ -286,6 +286,7 @@ async fn a_browser_joins_through_the_iframe_and_again_after_a_gateway_restart() 
         weight: 1.0,
         tag: None,
         world_id: None,
+        capacity: None,
     };
     let db_settings = settings.clone();
     web::block(move || -> anyhow::Result<()> {

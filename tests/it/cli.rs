@@ -208,6 +208,85 @@ fn server_commands_manage_the_fleet() {
 }
 
 #[test]
+fn server_capacity_is_set_listed_and_checked() {
+    let env = Env::new();
+    let add = |url: &str, extra: &[&str]| {
+        let mut args = vec!["server", "add", "--url", url, "--secret", "cap-secret"];
+        args.extend_from_slice(extra);
+        env.ok(&args).trim().to_owned()
+    };
+    let big = add(
+        "https://bbb1.example.org/bigbluebutton",
+        &["--capacity", "500"],
+    );
+    let free = add("https://bbb2.example.org/bigbluebutton", &[]);
+    let list = env.ok(&["server", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(
+        lines[0].contains("capacity") && lines[0].contains("occupancy"),
+        "{list}"
+    );
+    let cap_col = lines[0].find("capacity").unwrap();
+    assert_eq!(
+        lines[1][cap_col..].split_whitespace().next(),
+        Some("500"),
+        "{list}"
+    );
+    assert_eq!(
+        lines[2][cap_col..].split_whitespace().next(),
+        Some("unlimited"),
+        "{list}"
+    );
+
+    let out = env.ok(&["server", "set-capacity", &free, "250"]);
+    assert!(out.contains("250"), "{out}");
+    env.ok(&["server", "set-capacity", &big, "none"]);
+    let list = env.ok(&["server", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        lines[1][cap_col..].split_whitespace().next(),
+        Some("unlimited"),
+        "{list}"
+    );
+    assert_eq!(
+        lines[2][cap_col..].split_whitespace().next(),
+        Some("250"),
+        "{list}"
+    );
+
+    // Bad values are refused with a reason and change nothing.
+    for bad in ["0", "-3", "lots", "1000001"] {
+        let err = env.fails(&["server", "set-capacity", &free, bad]);
+        assert!(
+            err.contains("capacity") || err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+    assert!(env
+        .fails(&["server", "set-capacity", "999", "10"])
+        .contains("999"));
+    let err = env.fails(&[
+        "server",
+        "add",
+        "--url",
+        "https://bbb3.example.org/bigbluebutton",
+        "--secret",
+        "s",
+        "--capacity",
+        "0",
+    ]);
+    assert!(err.contains("capacity"), "{err}");
+    let list = env.ok(&["server", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert_eq!(
+        list.lines().nth(2).unwrap()[cap_col..]
+            .split_whitespace()
+            .next(),
+        Some("250")
+    );
+}
+
+#[test]
 fn call_create_prints_an_id() {
     let env = Env::new();
     let file = env.write("w.json", &sample_world("cw").to_string());
@@ -252,6 +331,7 @@ fn every_command_has_help() {
         vec!["server", "add", "--help"],
         vec!["server", "list", "--help"],
         vec!["server", "set-state", "--help"],
+        vec!["server", "set-capacity", "--help"],
         vec!["server", "panic", "--help"],
         vec!["server", "remove", "--help"],
         vec!["world", "import", "--help"],

@@ -272,6 +272,7 @@ async fn restart_keeps_meetings_calls_and_server_states() {
             weight: 1.0,
             tag: None,
             world_id: None,
+            capacity: None,
         };
         ids.push(
             first

@@ -43,6 +43,7 @@ pub async fn register(
         weight: 1.0,
         tag: Some(format!("sim{i}")),
         world_id: None,
+        capacity: None,
     };
     let row = app
         .state

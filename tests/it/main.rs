@@ -7,6 +7,7 @@ mod bad_input;
 mod bbb_join;
 mod bbb_sim;
 mod browser;
+mod capacity;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;

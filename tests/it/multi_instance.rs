@@ -128,6 +128,7 @@ async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Clu
             weight: 1.0,
             tag: None,
             world_id: None,
+            capacity: None,
         };
         let row = db.db.run(move |c| servers::add(c, &new)).await.unwrap();
         server_ids.push(row.id);

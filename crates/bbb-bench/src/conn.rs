@@ -13,13 +13,15 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Framed = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
-/// The answer to one request: its latency, or an error code (the gateway's, or `timeout`,
-/// `closed`, `send`).
-pub type Outcome = Result<Duration, String>;
+/// The answer to one request: its latency and, when asked for, the reply's text; or an error
+/// code (the gateway's, or `timeout`, `closed`, `send`).
+pub type Outcome = Result<(Duration, Option<bytes::Bytes>), String>;
 
 /// A request for the connection task: a text frame and where to report the outcome.
 pub struct Command {
     pub text: String,
+    /// Hand back the reply's text (only for replies that are used, e.g. join URLs to open).
+    pub keep_text: bool,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -109,12 +111,13 @@ pub async fn run(mut framed: Framed, mut commands: mpsc::UnboundedReceiver<Comma
                     return;
                 };
                 let started = Instant::now();
+                let keep = cmd.keep_text;
                 let outcome = match framed.send(ws::Message::Text(cmd.text.into())).await {
                     Err(_) => Err("send".to_string()),
-                    Ok(()) => next_text(&mut framed)
-                        .await
-                        .and_then(|t| judge(&t))
-                        .map(|()| started.elapsed()),
+                    Ok(()) => next_text(&mut framed).await.and_then(|t| {
+                        judge(&t)?;
+                        Ok((started.elapsed(), keep.then_some(t)))
+                    }),
                 };
                 let broken = matches!(&outcome, Err(e) if e == "closed" || e == "send");
                 let _ = cmd.reply.send(outcome);

@@ -1,7 +1,7 @@
 //! bbb-bench: the load benchmark of the gateway behind the `bbb-bench` binary. It opens many
 //! authenticated WebSocket sessions against a gateway with bbb-sim servers on loopback and runs
-//! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `churn`, `idle` and
-//! `soak`,
+//! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `churn`, `idle`,
+//! `soak` and `keynote` (capacity-aware placement of a keynote and its breakouts),
 //! each reported as a ratio to the baseline of the same run, because absolute figures depend on
 //! the machine. A library so its tests run the same code at tiny scale.
 
@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+pub use scenarios::KeynotePlan;
 pub use stats::Report;
-pub use target::{GatewayMode, SetupOptions};
+pub use target::{GatewayMode, KeynoteSetup, SetupOptions};
 
 /// A scenario name as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ pub enum Scenario {
     Churn,
     Idle,
     Soak,
+    Keynote,
 }
 
 impl FromStr for Scenario {
@@ -50,9 +52,10 @@ impl FromStr for Scenario {
             "churn" => Scenario::Churn,
             "idle" => Scenario::Idle,
             "soak" => Scenario::Soak,
+            "keynote" => Scenario::Keynote,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, churn, idle, soak)"
+                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, churn, idle, soak, keynote)"
                 ))
             }
         })
@@ -76,6 +79,8 @@ pub struct BenchOptions {
     pub storm_latency_ms: u64,
     /// How long `churn` runs.
     pub churn: Duration,
+    /// Joins and pacing of `keynote` (its world and servers are in `setup.keynote`).
+    pub keynote: KeynotePlan,
     /// Scenarios to run after `ping` (which always runs first: it is the baseline).
     pub scenarios: Vec<Scenario>,
 }
@@ -173,6 +178,16 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
             Scenario::Soak => {
                 scenarios::soak(target, opts.soak, opts.soak_batch, opts, &baseline).await?
             }
+            Scenario::Keynote => match &target.keynote {
+                Some(k) => {
+                    scenarios::keynote(target, k, opts.keynote, opts.client_threads, &baseline)
+                        .await?
+                }
+                None => {
+                    log::warn!("keynote needs the bench's own servers; skipped");
+                    continue;
+                }
+            },
         };
         // Only where the timed part is the whole scenario (the others connect sessions first).
         if matches!(s, Scenario::WarmJoin | Scenario::ColdStorm) {

@@ -11,13 +11,14 @@ use bbb_bench::{self as bench, BenchOptions, GatewayMode, Scenario, SetupOptions
 use clap::Parser;
 
 /// Load benchmark for bbb-gateway: ping baseline, warm joins, cold-start storms, spread over
-/// servers, idle sessions and a connect/disconnect soak. Every figure is also given as a ratio
+/// servers, idle sessions, a connect/disconnect soak, and a keynote with its breakouts on
+/// servers with a capacity. Every figure is also given as a ratio
 /// to the `ping` baseline measured in the same run.
 #[derive(Parser, Debug)]
 #[command(name = "bbb-bench", version)]
 struct Cli {
     /// Scenarios to run after the `ping` baseline (which always runs first), comma separated:
-    /// ping, warm-join, cold-storm, spread, idle, soak.
+    /// ping, warm-join, cold-storm, spread, idle, soak, keynote.
     #[arg(
         long,
         value_delimiter = ',',
@@ -83,6 +84,30 @@ struct Cli {
     /// BBB create latency during cold-storm, in milliseconds.
     #[arg(long, default_value_t = 200)]
     storm_latency_ms: u64,
+    /// bbb-sim servers of the keynote world, each registered with --keynote-capacity.
+    #[arg(long, default_value_t = 4)]
+    keynote_sims: usize,
+    /// Participants each keynote-world server can carry.
+    #[arg(long, default_value_t = 500)]
+    keynote_capacity: u32,
+    /// `expected_participants` of the keynote room.
+    #[arg(long, default_value_t = 800)]
+    keynote_expected: u32,
+    /// Breakout rooms started together with the keynote.
+    #[arg(long, default_value_t = 100)]
+    breakouts: usize,
+    /// `expected_participants` of every breakout (the world's `bbb_defaults`).
+    #[arg(long, default_value_t = 20)]
+    breakout_expected: u32,
+    /// Joins to the keynote after everything started.
+    #[arg(long, default_value_t = 2000)]
+    keynote_joins: usize,
+    /// The keynote and the breakouts all start within this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    keynote_start_ms: u64,
+    /// The keynote joins are spread evenly over this many seconds.
+    #[arg(long, default_value_t = 10)]
+    keynote_join_secs: u64,
     /// Load-generator threads (each an actix system holding a share of the sessions).
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -151,6 +176,17 @@ fn main() -> ExitCode {
             churn_rooms: cli.churn_rooms,
             world: cli.world.clone(),
             secret: cli.jwt_secret.clone(),
+            // Only set up (4 more simulators, another world) when the scenario runs.
+            keynote: cli
+                .scenarios
+                .contains(&Scenario::Keynote)
+                .then_some(bench::KeynoteSetup {
+                    sims: cli.keynote_sims,
+                    capacity: cli.keynote_capacity,
+                    keynote_expected: cli.keynote_expected,
+                    breakouts: cli.breakouts,
+                    breakout_expected: cli.breakout_expected,
+                }),
         },
         sessions: cli.sessions,
         requests: cli.requests,
@@ -161,6 +197,11 @@ fn main() -> ExitCode {
         connect_concurrency: cli.connect_concurrency,
         storm_latency_ms: cli.storm_latency_ms,
         churn: Duration::from_secs(cli.churn_secs),
+        keynote: bench::KeynotePlan {
+            joins: cli.keynote_joins,
+            start_window: Duration::from_millis(cli.keynote_start_ms),
+            join_window: Duration::from_secs(cli.keynote_join_secs),
+        },
         scenarios: cli.scenarios.clone(),
     };
     let system = actix_web::rt::System::new();

@@ -22,7 +22,12 @@ pub enum Op {
         action: &'static str,
         /// The payload as JSON text.
         payload: Arc<str>,
+        /// Open the `url` of a successful answer as a browser would (a join URL: BBB then
+        /// counts the participant), after the request's latency was taken.
+        follow: bool,
     },
+    /// Wait this long before the next operation (pacing; nothing is sent or counted).
+    Pause(Duration),
 }
 
 impl Op {
@@ -31,14 +36,51 @@ impl Op {
         Op::Request {
             action,
             payload: payload.to_string().into(),
+            follow: false,
+        }
+    }
+
+    /// A request whose answer's `url` is then opened, like a user following a join URL.
+    pub fn request_and_follow(action: &'static str, payload: &serde_json::Value) -> Op {
+        Op::Request {
+            action,
+            payload: payload.to_string().into(),
+            follow: true,
         }
     }
 
     fn frame(&self, id: u64) -> String {
         match self {
-            Op::Ping => format!("[\"ping\",{id}]"),
-            Op::Request { action, payload } => format!("[\"{action}\",{id},{payload}]"),
+            Op::Ping | Op::Pause(_) => format!("[\"ping\",{id}]"),
+            Op::Request {
+                action, payload, ..
+            } => format!("[\"{action}\",{id},{payload}]"),
         }
+    }
+
+    fn follows(&self) -> bool {
+        matches!(self, Op::Request { follow: true, .. })
+    }
+}
+
+/// The `url` of a `["success", id, {"url": …}]` answer.
+fn answer_url(text: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    v.get(2)?.get("url")?.as_str().map(str::to_string)
+}
+
+/// Opens a join URL like a browser's first request (no redirect followed): BBB counts the
+/// participant when it answers. Returns an error code when it did not.
+async fn follow(client: &awc::Client, url: &str) -> Result<(), String> {
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("follow: {e}"))?;
+    if resp.status().is_success() || resp.status().is_redirection() {
+        Ok(())
+    } else {
+        Err(format!("follow: HTTP {}", resp.status().as_u16()))
     }
 }
 
@@ -206,6 +248,11 @@ async fn worker_loop(mut jobs: mpsc::UnboundedReceiver<Job>) {
         .connector(awc::Connector::new().limit(0))
         .timeout(conn::REPLY_TIMEOUT)
         .finish();
+    // For opening join URLs: one request each, redirects left alone.
+    let browser = awc::Client::builder()
+        .disable_redirects()
+        .timeout(conn::REPLY_TIMEOUT)
+        .finish();
     let mut held: Vec<Held> = Vec::new();
     while let Some(job) = jobs.recv().await {
         match job {
@@ -255,19 +302,37 @@ async fn worker_loop(mut jobs: mpsc::UnboundedReceiver<Job>) {
                 let cpu = sys::thread_cpu();
                 let runs = held.iter().map(|h| {
                     let script = script.clone();
+                    let browser = &browser;
                     async move {
                         let mut tally = Tally::default();
                         let mut n = 0usize;
                         while let Some(op) = script(h.index, n) {
-                            let (tx, rx) = oneshot::channel();
-                            let text = op.frame(n as u64);
                             n += 1;
-                            if h.commands.send(Command { text, reply: tx }).is_err() {
+                            if let Op::Pause(d) = op {
+                                tokio::time::sleep(d).await;
+                                continue;
+                            }
+                            let (tx, rx) = oneshot::channel();
+                            let text = op.frame(n as u64 - 1);
+                            let keep_text = op.follows();
+                            let cmd = Command {
+                                text,
+                                keep_text,
+                                reply: tx,
+                            };
+                            if h.commands.send(cmd).is_err() {
                                 tally.error("closed");
                                 break;
                             }
                             match rx.await {
-                                Ok(Ok(latency)) => tally.ok(latency),
+                                Ok(Ok((latency, answer))) => {
+                                    tally.ok(latency);
+                                    if let Some(url) = answer.as_deref().and_then(answer_url) {
+                                        if let Err(code) = follow(browser, &url).await {
+                                            tally.error(code);
+                                        }
+                                    }
+                                }
                                 Ok(Err(code)) => tally.error(code),
                                 Err(_) => tally.error("closed"),
                             }

@@ -1,6 +1,7 @@
 //! The benchmark scenarios, each returning a [`Report`] related to the `ping` baseline of the
 //! same run. Loops are bounded by counts or by the soak duration; all traffic is loopback.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use super::pool::{ClientPool, Op, Script, SessionSpec};
 use super::stats::{Report, Tally};
-use super::target::{Target, WorldTarget};
+use super::target::{KeynoteTarget, Target, WorldTarget};
 use super::{simctl, sys, world, BenchOptions};
 
 /// Session specs for `n` users `prefix0…` of `w`, tokens minted up front.
@@ -174,6 +175,227 @@ pub async fn spread(
     );
     r.target("every server within +-10 % of the mean", worst <= 0.10);
     Ok(r)
+}
+
+/// How the `keynote` scenario paces its joins.
+#[derive(Debug, Clone, Copy)]
+pub struct KeynotePlan {
+    /// Joins to the keynote after everything started.
+    pub joins: usize,
+    /// The keynote and every breakout start (first join) within this.
+    pub start_window: Duration,
+    /// The joins to the keynote are spread evenly over this.
+    pub join_window: Duration,
+}
+
+/// `keynote`: the keynote room starts, then every breakout room, all within
+/// `plan.start_window` (one session each, first join); then `plan.joins` people join the
+/// keynote spread evenly over `plan.join_window`. Every join URL is opened at the simulator as
+/// a browser would, so BBB's participant counts rise as people arrive. Reports the meetings
+/// created for the keynote, each server's meetings and participants against its capacity, and
+/// the latency of the keynote joins.
+pub async fn keynote(
+    target: &Target,
+    k: &KeynoteTarget,
+    plan: KeynotePlan,
+    threads: usize,
+    baseline: &Report,
+) -> anyhow::Result<Report> {
+    let breakouts = k.setup.breakouts;
+    let mut starters = ClientPool::new(threads).context("cannot start client threads")?;
+    let connected = starters
+        .connect(sessions(target, &k.world, "k", breakouts + 1)?, 64)
+        .await;
+    require_connected("keynote starter", &connected)?;
+    let mut fans = ClientPool::new(threads).context("cannot start client threads")?;
+    let connected = fans
+        .connect(sessions(target, &k.world, "f", plan.joins)?, 64)
+        .await;
+    require_connected("keynote", &connected)?;
+
+    let join = |room: &str| Op::request_and_follow("bbb.room_url", &json!({ "room": room }));
+    let keynote_join = join(world::KEYNOTE_ROOM);
+    let breakout_joins: Vec<Op> = (0..breakouts)
+        .map(|i| join(&world::breakout_room(i)))
+        .collect();
+    // Session 0 starts the keynote at once, session i the breakout i - 1 a step later each.
+    let step = plan.start_window / u32::try_from(breakouts + 1).unwrap_or(u32::MAX);
+    let first = keynote_join.clone();
+    let start: Script = Arc::new(move |s, n| match (s, n) {
+        (0, 0) => Some(first.clone()),
+        (0, _) => None,
+        (s, 0) => Some(Op::Pause(step * u32::try_from(s).unwrap_or(u32::MAX))),
+        (s, 1) => breakout_joins.get(s - 1).cloned(),
+        _ => None,
+    });
+    let started = Instant::now();
+    let start_tally = starters.run(start).await;
+    let start_elapsed = started.elapsed();
+
+    let gap = plan.join_window / u32::try_from(plan.joins.max(1)).unwrap_or(u32::MAX);
+    let fan_join: Script = Arc::new(move |s, n| match n {
+        0 => Some(Op::Pause(gap * u32::try_from(s).unwrap_or(u32::MAX))),
+        1 => Some(keynote_join.clone()),
+        _ => None,
+    });
+    let started = Instant::now();
+    let tally = fans.run(fan_join).await;
+    let elapsed = started.elapsed();
+    starters.close_all().await;
+    fans.close_all().await;
+
+    let mut r = Report::new("keynote", plan.joins, &tally, elapsed);
+    r.relate_to(baseline);
+    r.set("start_sessions", breakouts + 1);
+    r.set(
+        "start_elapsed_ms",
+        (start_elapsed.as_secs_f64() * 1e4).round() / 10.0,
+    );
+    r.set("start_errors", json!(start_tally.errors));
+    r.set("join_window_s", plan.join_window.as_secs_f64());
+    let fleet = keynote_fleet(k).await?;
+    let capacity = k.setup.capacity;
+    r.set("capacity", capacity);
+    r.set("keynote_expected", k.setup.keynote_expected);
+    r.set("breakout_expected", k.setup.breakout_expected);
+    r.set("keynote_create_calls", fleet.keynote_create_calls);
+    r.set("keynote_meetings_created", fleet.keynote_meetings);
+    r.set("breakouts_next_to_keynote", fleet.breakouts_next_to_keynote);
+    let keynote_size = fleet
+        .servers
+        .iter()
+        .filter(|s| s.keynote)
+        .map(|s| s.keynote_participants)
+        .sum::<u32>();
+    r.set("keynote_participants", keynote_size);
+    r.set(
+        "servers",
+        json!(fleet
+            .servers
+            .iter()
+            .map(|s| json!({
+                "port": s.port, "keynote": s.keynote, "meetings": s.meetings,
+                "breakouts": s.breakouts, "participants": s.participants,
+                "expected": s.expected, "capacity": capacity,
+            }))
+            .collect::<Vec<_>>()),
+    );
+    r.target(
+        "the keynote is 1 meeting (created once, on one server)",
+        fleet.keynote_meetings == 1,
+    );
+    // The keynote's own server may go past its capacity only if no server can hold the keynote.
+    let keynote_fits_somewhere = k.setup.keynote_expected.max(keynote_size) <= capacity;
+    let within = fleet
+        .servers
+        .iter()
+        .filter(|s| keynote_fits_somewhere || !s.keynote)
+        .all(|s| s.participants <= capacity);
+    r.target(
+        "every server's participants within capacity (except the keynote's if it cannot fit)",
+        within,
+    );
+    r.target(
+        "no breakout placed next to the keynote after it",
+        fleet.breakouts_next_to_keynote == 0,
+    );
+    Ok(r)
+}
+
+/// One keynote-world server after the scenario.
+struct KeynoteServer {
+    port: u16,
+    /// It holds the keynote.
+    keynote: bool,
+    keynote_participants: u32,
+    meetings: usize,
+    breakouts: usize,
+    /// Participants BBB counts now.
+    participants: u32,
+    /// Its meetings at their expected size or their real one, whichever is larger.
+    expected: u64,
+}
+
+struct KeynoteFleet {
+    servers: Vec<KeynoteServer>,
+    /// `create` calls for the keynote room (re-confirmations of the running meeting included).
+    keynote_create_calls: usize,
+    /// Distinct (server, meeting) pairs created for the keynote room.
+    keynote_meetings: usize,
+    /// Breakouts first created on the keynote's server after the keynote was.
+    breakouts_next_to_keynote: usize,
+}
+
+/// What the keynote world's servers run, from their call logs and `getMeetings`.
+async fn keynote_fleet(k: &KeynoteTarget) -> anyhow::Result<KeynoteFleet> {
+    let mut logs = Vec::new();
+    for (port, endpoint) in k.world.sim_ports.iter().zip(&k.endpoints) {
+        let log = simctl::create_log(*port).await?;
+        let running = simctl::participants(endpoint).await?;
+        logs.push((*port, log, running));
+    }
+    let is_keynote = |room: &str| room == world::KEYNOTE_ROOM;
+    let keynote_calls: Vec<(u16, &simctl::CreateCall)> = logs
+        .iter()
+        .flat_map(|(port, log, _)| log.iter().map(move |c| (*port, c)))
+        .filter(|(_, c)| is_keynote(&c.room))
+        .collect();
+    let keynote_meetings: BTreeSet<(u16, &str)> = keynote_calls
+        .iter()
+        .map(|(p, c)| (*p, c.meeting_id.as_str()))
+        .collect();
+    let keynote_first = keynote_calls.iter().min_by_key(|(_, c)| c.at_ms).copied();
+    let mut breakouts_next_to_keynote = 0;
+    let mut servers = Vec::new();
+    for (port, log, running) in &logs {
+        let holds_keynote = keynote_first.is_some_and(|(p, _)| p == *port);
+        // Each meeting's room and first create on this server.
+        let mut first: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+        for c in log {
+            first
+                .entry(c.meeting_id.as_str())
+                .or_insert((&c.room, c.at_ms));
+        }
+        if let (true, Some((_, kc))) = (holds_keynote, keynote_first) {
+            breakouts_next_to_keynote += first
+                .values()
+                .filter(|(room, at)| !is_keynote(room) && *at > kc.at_ms)
+                .count();
+        }
+        let expected_of = |room: &str| {
+            if is_keynote(room) {
+                k.setup.keynote_expected
+            } else {
+                k.setup.breakout_expected
+            }
+        };
+        let mut server = KeynoteServer {
+            port: *port,
+            keynote: holds_keynote,
+            keynote_participants: 0,
+            meetings: running.len(),
+            breakouts: 0,
+            participants: 0,
+            expected: 0,
+        };
+        for (meeting, participants) in running {
+            let room = first.get(meeting.as_str()).map_or("", |(r, _)| *r);
+            server.participants = server.participants.saturating_add(*participants);
+            server.expected += u64::from((*participants).max(expected_of(room)));
+            if is_keynote(room) {
+                server.keynote_participants = *participants;
+            } else {
+                server.breakouts += 1;
+            }
+        }
+        servers.push(server);
+    }
+    Ok(KeynoteFleet {
+        servers,
+        keynote_create_calls: keynote_calls.len(),
+        keynote_meetings: keynote_meetings.len(),
+        breakouts_next_to_keynote,
+    })
 }
 
 /// Waits until the measured process's descriptor count stops falling (sockets closing).

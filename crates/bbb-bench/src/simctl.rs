@@ -1,4 +1,5 @@
-//! The bbb-sim control routes the scenarios use: set a create latency, count creates.
+//! The bbb-sim control routes the scenarios use: set a create latency, count creates; and the
+//! BBB API itself for what a server runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,8 +48,27 @@ pub async fn set_participants(
     Ok(())
 }
 
+/// One `create` call a sim received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateCall {
+    /// `meta_Room`, or `""`.
+    pub room: String,
+    pub meeting_id: String,
+    /// When the sim received it (ms since the Unix epoch).
+    pub at_ms: i64,
+}
+
 /// The `create` calls a sim received: their `meta_Room` (or `""`) and `meetingID`.
 pub async fn creates(port: u16) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(create_log(port)
+        .await?
+        .into_iter()
+        .map(|c| (c.room, c.meeting_id))
+        .collect())
+}
+
+/// The `create` calls a sim received, oldest first.
+pub async fn create_log(port: u16) -> anyhow::Result<Vec<CreateCall>> {
     let mut resp = client()
         .get(format!("http://127.0.0.1:{port}/sim/calls"))
         .send()
@@ -66,7 +86,11 @@ pub async fn creates(port: u16) -> anyhow::Result<Vec<(String, String)>> {
         .map(|c| {
             let p = &c["params"];
             let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-            (s("meta_Room"), s("meetingID"))
+            CreateCall {
+                room: s("meta_Room"),
+                meeting_id: s("meetingID"),
+                at_ms: c["at_ms"].as_i64().unwrap_or_default(),
+            }
         })
         .collect())
 }
@@ -100,6 +124,27 @@ pub async fn callbacks(port: u16) -> anyhow::Result<Vec<CallbackSent>> {
             ended_at_ms: c["ended_at_ms"].as_i64().unwrap_or(0),
             answered_at_ms: c["answered_at_ms"].as_i64(),
         })
+        .collect())
+}
+
+/// The meetings a BBB server (a sim) runs, by meeting id, with their participant counts: what
+/// the gateway's poll sees, asked the same way (`getMeetings`).
+pub async fn participants(
+    endpoint: &bbb_api::ServerEndpoint,
+) -> anyhow::Result<BTreeMap<String, u32>> {
+    use bbb_api::BbbApi;
+    let client = bbb_api::AwcBbbClient::new(bbb_api::BbbClientConfig {
+        connect_timeout: std::time::Duration::from_secs(2),
+        request_timeout: std::time::Duration::from_secs(10),
+        max_body_bytes: 64 << 20,
+    });
+    let meetings = client
+        .get_meetings(endpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("getMeetings on {}: {e}", endpoint.base_url))?;
+    Ok(meetings
+        .into_iter()
+        .map(|m| (m.meeting_id, m.participant_count))
         .collect())
 }
 

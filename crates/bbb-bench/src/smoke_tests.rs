@@ -1,10 +1,13 @@
 //! The benchmark harness itself works: every scenario at tiny scale through the library API,
 //! asserting counts (sessions, answered requests, exactly one create in the cold storm, a
-//! burst spread over every server) — never timings, which depend on the machine.
+//! burst spread over every server, the keynote alone on its server) — never timings, which
+//! depend on the machine.
 
 use std::time::Duration;
 
-use crate::{run, world, BenchOptions, GatewayMode, Scenario, SetupOptions};
+use crate::{
+    run, world, BenchOptions, GatewayMode, KeynotePlan, KeynoteSetup, Scenario, SetupOptions,
+};
 
 fn tiny() -> BenchOptions {
     BenchOptions {
@@ -18,6 +21,13 @@ fn tiny() -> BenchOptions {
             churn_rooms: 6,
             world: world::WORLD.into(),
             secret: world::SECRET.into(),
+            keynote: Some(KeynoteSetup {
+                sims: 2,
+                capacity: 50,
+                keynote_expected: 80,
+                breakouts: 6,
+                breakout_expected: 10,
+            }),
         },
         sessions: 12,
         requests: 3,
@@ -28,6 +38,11 @@ fn tiny() -> BenchOptions {
         connect_concurrency: 8,
         storm_latency_ms: 100,
         churn: Duration::from_secs(2),
+        keynote: KeynotePlan {
+            joins: 20,
+            start_window: Duration::from_millis(200),
+            join_window: Duration::from_millis(400),
+        },
         scenarios: vec![
             Scenario::WarmJoin,
             Scenario::ColdStorm,
@@ -35,6 +50,7 @@ fn tiny() -> BenchOptions {
             Scenario::Churn,
             Scenario::Idle,
             Scenario::Soak,
+            Scenario::Keynote,
         ],
     }
 }
@@ -52,7 +68,8 @@ async fn every_scenario_runs_at_tiny_scale() {
             "spread",
             "churn",
             "idle",
-            "soak"
+            "soak",
+            "keynote"
         ]
     );
     let by = |n: &str| reports.iter().find(|r| r.scenario == n).expect(n);
@@ -97,6 +114,28 @@ async fn every_scenario_runs_at_tiny_scale() {
     let soak = by("soak");
     assert!(soak.extra["cycles"].as_u64().unwrap_or(0) >= 1);
     assert!(soak.errors.is_empty(), "{:?}", soak.errors);
+    let keynote = by("keynote");
+    assert_eq!(
+        (keynote.sessions, keynote.ok),
+        (20, 20),
+        "{:?}",
+        keynote.errors
+    );
+    assert!(keynote.errors.is_empty(), "{:?}", keynote.errors);
+    assert_eq!(keynote.extra["start_errors"], serde_json::json!({}));
+    assert_eq!(keynote.extra["keynote_meetings_created"], 1);
+    assert_eq!(keynote.extra["breakouts_next_to_keynote"], 0);
+    // The starter and the 20 joins, each counted by the simulator as its URL was opened.
+    assert_eq!(keynote.extra["keynote_participants"], 21);
+    let servers = keynote.extra["servers"].as_array().expect("a list");
+    assert_eq!(servers.len(), 2);
+    let breakouts: u64 = servers.iter().filter_map(|s| s["breakouts"].as_u64()).sum();
+    assert_eq!(breakouts, 6);
+    assert!(
+        keynote.targets.iter().all(|t| t.met),
+        "{:?}",
+        keynote.targets
+    );
     for r in &reports {
         assert!(r.json_line().starts_with('{'));
     }

@@ -1,7 +1,7 @@
 //! Where the load goes: a gateway started in this process, a gateway started as a child
 //! process (so its memory is measured alone), or an external gateway given by URL. The first
 //! two also start the bbb-sim servers on loopback, import the benchmark worlds and register
-//! the servers, each world with servers of its own.
+//! the servers, each world with servers of its own (the keynote world's with a capacity).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use bbb_api::{ChecksumAlgorithm, Secret};
+use bbb_api::{ChecksumAlgorithm, Secret, ServerEndpoint};
 use bbb_gateway::config::{SessionConfig, Settings};
 use bbb_gateway::coordinator::{PollNow, ReloadServers};
 use bbb_gateway::db::servers::{self, NewServer};
@@ -48,6 +48,22 @@ pub struct SetupOptions {
     /// For an external gateway: its world and JWT secret.
     pub world: String,
     pub secret: String,
+    /// The keynote world and its servers; `None`: not set up.
+    pub keynote: Option<KeynoteSetup>,
+}
+
+/// The keynote world: servers with a capacity, a keynote and breakouts with expected sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeynoteSetup {
+    /// bbb-sim servers, each registered with `capacity`.
+    pub sims: usize,
+    /// Participants each server can carry.
+    pub capacity: u32,
+    /// `expected_participants` of the keynote room.
+    pub keynote_expected: u32,
+    /// Breakout rooms, and their expected size (the world's `bbb_defaults`).
+    pub breakouts: usize,
+    pub breakout_expected: u32,
 }
 
 /// Whose memory and descriptors the `idle` and `soak` scenarios measure.
@@ -121,6 +137,15 @@ impl ChurnFleet {
     }
 }
 
+/// The keynote world as set up: its servers, with what the scenario needs to ask them.
+#[derive(Debug, Clone)]
+pub struct KeynoteTarget {
+    pub world: WorldTarget,
+    pub setup: KeynoteSetup,
+    /// Where and how to call each server's BBB API, in the order of `world.sim_ports`.
+    pub endpoints: Vec<ServerEndpoint>,
+}
+
 /// A gateway ready for load, and what keeps it running.
 pub struct Target {
     /// `ws://127.0.0.1:PORT`.
@@ -130,6 +155,8 @@ pub struct Target {
     pub spread: Option<WorldTarget>,
     /// `None` for an external gateway or without churn servers.
     pub churn: Option<ChurnFleet>,
+    /// `None` unless set up (and never for an external gateway).
+    pub keynote: Option<KeynoteTarget>,
     pub measured: Measured,
     /// This process's own footprint is excluded from the gateway's when the gateway is a child.
     _keep: Keep,
@@ -214,6 +241,7 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
             },
             spread: None,
             churn: None,
+            keynote: None,
             measured: pid.map_or(Measured::Unavailable, Measured::Gateway),
             _keep: Keep::default(),
         });
@@ -221,29 +249,49 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir().context("cannot create a temp directory")?;
     let main_sims = start_sims(0, opts.sims.max(1), 1.0).await?;
     let spread_sims = start_sims(100, opts.spread_sims, 1.0).await?;
-    let churn_sims = start_sims(200, opts.churn_sims, CHURN_TIME_SCALE).await?;
-    let registrations: Vec<(String, usize, &str)> = main_sims
+    let churn_sims = start_sims(CHURN_SIMS_FROM, opts.churn_sims, CHURN_TIME_SCALE).await?;
+    let keynote_sims = match &opts.keynote {
+        Some(k) => start_sims(KEYNOTE_SIMS_FROM, k.sims.max(1), 1.0).await?,
+        None => Vec::new(),
+    };
+    let capacity = opts.keynote.map(|k| k.capacity);
+    let registrations: Vec<Registration> = main_sims
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.base_url(), i, world::WORLD))
+        .map(|(i, s)| (s.base_url(), i, world::WORLD, None))
         .chain(
             spread_sims
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD)),
+                .map(|(i, s)| (s.base_url(), 100 + i, world::SPREAD_WORLD, None)),
         )
         .chain(
             churn_sims
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.base_url(), 200 + i, world::CHURN_WORLD)),
+                .map(|(i, s)| (s.base_url(), CHURN_SIMS_FROM + i, world::CHURN_WORLD, None)),
         )
+        .chain(keynote_sims.iter().enumerate().map(|(i, s)| {
+            (
+                s.base_url(),
+                KEYNOTE_SIMS_FROM + i,
+                world::KEYNOTE_WORLD,
+                capacity,
+            )
+        }))
         .collect();
-    let worlds = [
+    let mut worlds = vec![
         world::bench_world(opts.rooms.max(1)),
         world::spread_world(opts.spread_rooms.max(1)),
         world::churn_world(opts.churn_rooms.max(1)),
     ];
+    if let Some(k) = &opts.keynote {
+        worlds.push(world::keynote_world(
+            k.keynote_expected,
+            k.breakouts,
+            k.breakout_expected,
+        ));
+    }
     let mut keep = Keep::default();
     let (ws_base, measured) = match &opts.mode {
         GatewayMode::InProcess => {
@@ -276,16 +324,40 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
             secret: world::jwt_secret(world::SECRET),
             sim_ports: ports(&churn_sims),
         },
-        secrets: (0..churn_sims.len()).map(|i| sim_secret(200 + i)).collect(),
+        secrets: (0..churn_sims.len())
+            .map(|i| sim_secret(CHURN_SIMS_FROM + i))
+            .collect(),
         sims: std::sync::Mutex::new(churn_sims.into_iter().map(Some).collect()),
     });
-    keep.sims = main_sims.into_iter().chain(spread_sims).collect();
+    let keynote = opts.keynote.map(|setup| KeynoteTarget {
+        world: WorldTarget {
+            id: world::KEYNOTE_WORLD.into(),
+            secret: world::jwt_secret(world::SECRET),
+            sim_ports: ports(&keynote_sims),
+        },
+        setup,
+        endpoints: keynote_sims
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServerEndpoint {
+                base_url: s.base_url(),
+                secret: Secret::new(sim_secret(KEYNOTE_SIMS_FROM + i)),
+                algorithm: ChecksumAlgorithm::Sha256,
+            })
+            .collect(),
+    });
+    keep.sims = main_sims
+        .into_iter()
+        .chain(spread_sims)
+        .chain(keynote_sims)
+        .collect();
     keep._dir = Some(dir);
     Ok(Target {
         ws_base,
         main,
         spread,
         churn,
+        keynote,
         measured,
         _keep: keep,
     })
@@ -307,6 +379,15 @@ const UNLIMITED: [(&str, &str); 5] = [
     ),
 ];
 
+/// Index of the first churn-world sim (its secret's number).
+const CHURN_SIMS_FROM: usize = 200;
+
+/// Index of the first keynote-world sim (its secret's number).
+const KEYNOTE_SIMS_FROM: usize = 300;
+
+/// A server to register: URL, sim number, world it is exclusive to, capacity.
+type Registration = (String, usize, &'static str, Option<u32>);
+
 /// Production defaults, except a temp SQLite database, free loopback ports and the abuse
 /// limits out of the way ([`UNLIMITED`]).
 fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
@@ -323,7 +404,7 @@ fn settings(dir: &tempfile::TempDir) -> anyhow::Result<Settings> {
 async fn in_process(
     dir: &tempfile::TempDir,
     worlds: &[serde_json::Value],
-    servers: &[(String, usize, &str)],
+    servers: &[Registration],
 ) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
     let app = Application::build_with(settings(dir)?, SessionConfig::default()).await?;
     let port = app.port();
@@ -340,7 +421,7 @@ async fn in_process(
             .context("cannot import the bench world")?;
     }
     state.worlds.refresh().await.context("world refresh")?;
-    for (url, i, world_id) in servers {
+    for (url, i, world_id, capacity) in servers {
         let new = NewServer {
             url: url.clone(),
             secret: Secret::new(sim_secret(*i)),
@@ -348,6 +429,7 @@ async fn in_process(
             weight: 1.0,
             tag: Some(format!("sim{i}")),
             world_id: Some((*world_id).to_string()),
+            capacity: *capacity,
         };
         state
             .db
@@ -374,7 +456,7 @@ async fn child(
     bin: &PathBuf,
     dir: &tempfile::TempDir,
     worlds: &[serde_json::Value],
-    servers: &[(String, usize, &str)],
+    servers: &[Registration],
 ) -> anyhow::Result<(String, Child)> {
     if !bin.exists() {
         bail!(
@@ -415,19 +497,25 @@ async fn child(
         std::fs::write(&path, w.to_string()).context("cannot write the bench world")?;
         cli(&["world", "import", &path.display().to_string()])?;
     }
-    for (url, i, world_id) in servers {
-        cli(&[
+    for (url, i, world_id, capacity) in servers {
+        let secret = sim_secret(*i);
+        let mut args = vec![
             "server",
             "add",
             "--url",
             url,
             "--secret",
-            &sim_secret(*i),
+            &secret,
             "--checksum",
             "sha256",
             "--world",
             world_id,
-        ])?;
+        ];
+        let capacity = capacity.map(|c| c.to_string());
+        if let Some(c) = &capacity {
+            args.extend(["--capacity", c]);
+        }
+        cli(&args)?;
     }
     let log = std::fs::File::create(dir.path().join("gateway.log")).context("gateway log")?;
     let mut child = Command::new(bin)

@@ -15,6 +15,10 @@ pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
 pub const CHURN_WORLD: &str = "bench-churn";
 /// The room every session of `cold-storm` asks for at once.
 pub const STORM_ROOM: &str = "storm";
+/// The world of the `keynote` scenario, served by servers with a capacity.
+pub const KEYNOTE_WORLD: &str = "bench-keynote";
+/// The keynote room of that world.
+pub const KEYNOTE_ROOM: &str = "keynote";
 
 /// Id of warm room `i`.
 pub fn warm_room(i: usize) -> String {
@@ -29,6 +33,11 @@ pub fn spread_room(i: usize) -> String {
 /// Id of churn room `i`.
 pub fn churn_room(i: usize) -> String {
     format!("churn_{i}")
+}
+
+/// Id of breakout room `i` of the keynote world.
+pub fn breakout_room(i: usize) -> String {
+    format!("breakout_{i}")
 }
 
 fn room(id: &str, name: &str) -> Value {
@@ -82,6 +91,19 @@ pub fn churn_world(rooms: usize) -> Value {
     world(CHURN_WORLD, list, Vec::new())
 }
 
+/// The keynote world: a keynote room expecting `keynote` participants and `breakouts` breakout
+/// rooms taking the world's default (`bbb_defaults`) of `breakout` participants each.
+pub fn keynote_world(keynote: u32, breakouts: usize, breakout: u32) -> Value {
+    let mut keynote_room = room(KEYNOTE_ROOM, "Keynote");
+    keynote_room["modules"][0]["config"]["expected_participants"] = keynote.into();
+    let list = std::iter::once(keynote_room)
+        .chain((0..breakouts).map(|i| room(&breakout_room(i), &format!("Breakout {i}"))))
+        .collect();
+    let mut w = world(KEYNOTE_WORLD, list, Vec::new());
+    w["bbb_defaults"]["expected_participants"] = breakout.into();
+    w
+}
+
 /// The secret tokens are signed with.
 pub fn jwt_secret(secret: &str) -> JwtSecret {
     JwtSecret {
@@ -113,7 +135,12 @@ mod tests {
 
     #[test]
     fn worlds_are_valid_world_files() {
-        for w in [bench_world(10), spread_world(5), churn_world(5)] {
+        for w in [
+            bench_world(10),
+            spread_world(5),
+            churn_world(5),
+            keynote_world(800, 3, 20),
+        ] {
             bbb_gateway::world::parse_world_file(&w.to_string()).expect("a valid world file");
         }
         assert!(token(&jwt_secret(SECRET), "u", 1).is_ok());

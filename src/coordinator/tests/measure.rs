@@ -36,6 +36,7 @@ async fn measure_joins_against_bbb_sim() {
                 weight: 1.0,
                 tag: None,
                 world_id: None,
+                capacity: None,
             },
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! Actor tests of the coordinator against a scripted BBB backend ([`fake::FakeBbb`]) and a temp
 //! SQLite database.
 
+mod capacity_actor;
 mod fake;
 mod health;
 mod joins;
@@ -62,6 +63,7 @@ pub(super) fn settings() -> CoordinatorSettings {
         lease: Duration::from_secs(10),
         instance: "coordinator-test".into(),
         retention_days: 30,
+        placement_overflow: super::placement::Overflow::LeastFull,
     }
 }
 
@@ -156,6 +158,7 @@ impl Harness {
                         weight: 1.0,
                         tag: None,
                         world_id: None,
+                        capacity: None,
                     },
                 )
                 .expect("add server");
@@ -283,6 +286,7 @@ impl Harness {
                 weight: 1.0,
                 tag: None,
                 world_id: world.map(str::to_string),
+                capacity: None,
             },
         )
         .expect("add server");

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use crate::bbb::{BbbError, CreateResponse};
 use crate::db::changes::Change;
 use crate::db::meetings::{Claim, CreateLock, MeetingRow};
+use crate::db::reservations::SharedReservation;
 use crate::end_callback::callback_url;
 use crate::ids::{MeetingKey, ServerId};
 use crate::join::JoinTarget;
@@ -98,11 +99,20 @@ impl BbbCoordinator {
         if previous.is_some() && !moving {
             self.stats.reconfirm_creates += 1;
         }
+        let shared = self.db.backend() == crate::db::Backend::Postgres;
+        let mut reservation = None;
         if moving || restarting {
-            // A new instance of the meeting: room is held for the people expected in it.
-            let expected = spec.expected_size();
+            // A new instance of the meeting: room is held for the people expected in it, here
+            // and (once the claim is won) on every other instance.
+            let r = SharedReservation {
+                server,
+                meeting_id: meeting_id.clone(),
+                expected: spec.expected_size(),
+                placed_at: crate::db::now_ms(),
+            };
             self.fleet
-                .reserve(server, &meeting_id, expected, crate::db::now_ms());
+                .reserve(server, &meeting_id, r.expected, r.placed_at);
+            reservation = shared.then_some(r);
         }
         let db = self.db.clone();
         let key = spec.key.clone();
@@ -114,7 +124,6 @@ impl BbbCoordinator {
         let lock_until = issued_at
             + i64::try_from((timeout + Duration::from_secs(1)).as_millis()).unwrap_or(i64::MAX);
         let instance = self.settings.instance.clone();
-        let shared = self.db.backend() == crate::db::Backend::Postgres;
         let fut = async move {
             let claimed = db
                 .run(move |c| {
@@ -122,7 +131,13 @@ impl BbbCoordinator {
                         instance: &instance,
                         until_ms: lock_until,
                     });
-                    crate::db::meetings::claim(c, &key, previous, Some(server), lock)
+                    let claim = crate::db::meetings::claim(c, &key, previous, Some(server), lock)?;
+                    if let (Claim::Won(_), Some(r)) = (&claim, &reservation) {
+                        if let Err(e) = crate::db::reservations::record(c, r) {
+                            log::warn!("cannot share a placement's reservation: {e}");
+                        }
+                    }
+                    Ok(claim)
                 })
                 .await;
             let locked = match claimed {

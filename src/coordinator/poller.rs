@@ -33,18 +33,25 @@ impl BbbCoordinator {
     /// confirms it.
     pub(super) fn load_state(&mut self) -> LocalActFut<()> {
         let db = self.db.clone();
+        // Reservations other instances made that may still stand.
+        let reservations_since = crate::db::now_ms() - super::placement::YOUNG_MEETING_MS;
         let fut = async move {
-            db.run(|c| {
+            db.run(move |c| {
                 Ok((
                     crate::db::servers::list(c)?,
-                    crate::db::meetings::load_all(c)?,
+                    crate::db::meetings::load_live(c)?,
+                    crate::db::reservations::placed_since(c, reservations_since)?,
                 ))
             })
             .await
         };
         Box::pin(fut.into_actor(self).map(|res, act, _ctx| match res {
-            Ok((rows, meetings)) => {
+            Ok((rows, meetings, reservations)) => {
                 act.apply_rows(rows);
+                for r in reservations {
+                    act.fleet
+                        .reserve(r.server, &r.meeting_id, r.expected, r.placed_at);
+                }
                 act.absorb_meetings(meetings);
                 act.publish();
             }
@@ -116,7 +123,7 @@ impl BbbCoordinator {
                 let meetings = if loaded {
                     Vec::new()
                 } else {
-                    crate::db::meetings::load_all(c)?
+                    crate::db::meetings::load_live(c)?
                 };
                 Ok((servers, meetings))
             })

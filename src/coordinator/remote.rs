@@ -106,7 +106,10 @@ impl BbbCoordinator {
                 self.wake_remote_waits(&key);
             }
             Change::CreateFailed { key } => self.wake_remote_waits(&key),
-            Change::Placed { .. } => self.sync_soon(),
+            Change::Reserved(r) => {
+                self.fleet
+                    .reserve(r.server, &r.meeting_id, r.expected, r.placed_at)
+            }
             Change::Deleted { key } => {
                 if let Some(call) = self.meetings.get(&key).and_then(|e| e.call_id.clone()) {
                     self.calls.remove(&call);
@@ -121,8 +124,7 @@ impl BbbCoordinator {
 impl Handler<RemoteChange> for BbbCoordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteChange, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RemoteChange, _ctx: &mut Self::Context) {
         self.apply_remote(msg.0);
-        self.run_pending_sync(ctx);
     }
 }

@@ -18,6 +18,8 @@ pub(super) const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const BATCH: i64 = 500;
 /// The pause between two batches, so other writers get their turn.
 const PAUSE: Duration = Duration::from_millis(50);
+/// How long shared placement reservations are kept (ms).
+const RESERVATIONS_KEPT_MS: i64 = 3_600_000;
 /// How long a loaded call stays cached (calls never change; a later join reloads it).
 pub(super) const CALL_CACHE_TTL: Duration = Duration::from_secs(3600);
 
@@ -62,8 +64,14 @@ impl BbbCoordinator {
     fn purge_pass(&mut self, so_far: PurgeReport) -> LocalActFut<PurgeReport> {
         let cutoff = crate::db::now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
         let db = self.db.clone();
+        let first = so_far == PurgeReport::default();
         let batch = async move {
             db.run(move |c| {
+                if first {
+                    // Reservations matter while their meetings are young; an hour is plenty.
+                    let old = crate::db::now_ms() - RESERVATIONS_KEPT_MS;
+                    crate::db::reservations::delete_before(c, old)?;
+                }
                 let purged = purge_batch(c, cutoff, BATCH)?;
                 for key in &purged.meetings {
                     crate::db::changes::notify(c, &Change::Deleted { key: key.clone() })?;

@@ -1,9 +1,10 @@
 //! Following the stored meetings, at a cost that grows with change, not with history: every
 //! instance reads only the meetings changed since its last read (by `updated_at`, looking back
 //! [`LOOKBACK_MS`] for writers whose clocks lag or whose transactions committed late), in
-//! batches, on every tick and whenever another instance announces a changed placement. What
-//! it reads is applied to memory: placements other instances made are adopted, and meetings
-//! BBB ended (whose notification this instance may have missed) end here too.
+//! batches, on every tick (changes that must arrive sooner are announced by `NOTIFY`, see
+//! [`super::remote`]). What it reads is applied to memory: placements other instances made
+//! are adopted, and meetings BBB ended (whose notification this instance may have missed) end
+//! here too.
 
 use std::time::Instant;
 
@@ -24,31 +25,9 @@ const BATCH: i64 = 1_000;
 pub(super) struct SyncState {
     /// The newest `updated_at` read so far.
     newest_ms: i64,
-    /// A read is running.
-    running: bool,
-    /// Another read is due after it.
-    due: bool,
 }
 
 impl BbbCoordinator {
-    /// Asks for a read of the changed meetings as soon as none is running.
-    pub(super) fn sync_soon(&mut self) {
-        self.sync.due = true;
-    }
-
-    /// Starts the read asked for, unless one is running (it then runs again after it).
-    pub(super) fn run_pending_sync(&mut self, ctx: &mut Context<Self>) {
-        if !self.sync.due || self.sync.running || !self.loaded {
-            return;
-        }
-        self.sync.due = false;
-        self.sync.running = true;
-        ctx.spawn(self.sync_changes().map(|(), act, ctx| {
-            act.sync.running = false;
-            act.run_pending_sync(ctx);
-        }));
-    }
-
     /// Notes the newest change among `rows` (loaded at start or read since).
     pub(super) fn note_read(&mut self, rows: &[MeetingRow]) {
         if let Some(newest) = rows.iter().map(|r| r.updated_at).max() {

@@ -44,8 +44,8 @@ pub enum Change {
     },
     /// The create another instance sent for `key` failed: whoever waited for it tries itself.
     CreateFailed { key: MeetingKey },
-    /// `key`'s stored placement changed.
-    Placed { key: MeetingKey },
+    /// A meeting was placed on a server and holds places there until its polls count it.
+    Reserved(crate::db::reservations::SharedReservation),
     /// `key`'s meeting was deleted (retention).
     Deleted { key: MeetingKey },
 }
@@ -62,7 +62,10 @@ impl Change {
                 sent_at,
             } => format!("confirmed {server} {create_time} {sent_at} {key}"),
             Change::CreateFailed { key } => format!("failed {key}"),
-            Change::Placed { key } => format!("placed {key}"),
+            Change::Reserved(r) => format!(
+                "reserved {} {} {} {}",
+                r.server, r.expected, r.placed_at, r.meeting_id
+            ),
             Change::Deleted { key } => format!("deleted {key}"),
         }
     }
@@ -103,7 +106,20 @@ impl Change {
                 }
             }
             "failed" => Change::CreateFailed { key: fields(0)?.1 },
-            "placed" => Change::Placed { key: fields(0)?.1 },
+            "reserved" => {
+                // Meeting ids are tokens without spaces: the id is the rest of the payload.
+                let mut parts = rest.splitn(4, ' ');
+                let server = ServerId::new(parts.next()?.parse().ok()?);
+                let expected = parts.next()?.parse().ok()?;
+                let placed_at = parts.next()?.parse().ok()?;
+                let meeting_id = parts.next().filter(|m| !m.is_empty())?.to_string();
+                Change::Reserved(crate::db::reservations::SharedReservation {
+                    server,
+                    meeting_id,
+                    expected,
+                    placed_at,
+                })
+            }
             "deleted" => Change::Deleted { key: fields(0)?.1 },
             _ => return None,
         })
@@ -246,7 +262,12 @@ mod tests {
                 sent_at: 8,
             },
             Change::CreateFailed { key: key.clone() },
-            Change::Placed { key: key.clone() },
+            Change::Reserved(crate::db::reservations::SharedReservation {
+                server: ServerId::new(4),
+                meeting_id: "abc123".into(),
+                expected: 800,
+                placed_at: 9,
+            }),
             Change::Deleted { key: key.clone() },
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
@@ -259,6 +280,9 @@ mod tests {
             "other 1 room:w:r",
             "confirmed 1 2 room:w:r",
             "failed",
+            "reserved 1 800 9",
+            "reserved x 800 9 m",
+            "reserved 1 -5 9 m",
         ] {
             assert_eq!(Change::parse(bad), None, "{bad}");
         }

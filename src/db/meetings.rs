@@ -105,7 +105,21 @@ fn id_of(server: Option<ServerId>) -> Option<i32> {
     server.map(ServerId::get)
 }
 
+/// The meetings that may be running: placed on a server and not known to have ended. What an
+/// instance loads at start, so its start-up cost follows the running meetings, not history
+/// (any other meeting is read when it is joined).
+pub fn load_live(conn: &mut DbConn) -> Result<Vec<MeetingRow>, DbError> {
+    let raw = with_conn!(conn, |c| meetings::table
+        .filter(meetings::server_id.is_not_null())
+        .filter(meetings::ended_at.is_null())
+        .order(meetings::meeting_key)
+        .select(RawMeeting::as_select())
+        .load(c))?;
+    Ok(rows(raw))
+}
+
 /// Every stored meeting.
+#[cfg(test)]
 pub fn load_all(conn: &mut DbConn) -> Result<Vec<MeetingRow>, DbError> {
     let raw = with_conn!(conn, |c| meetings::table
         .order(meetings::meeting_key)
@@ -515,6 +529,22 @@ mod tests {
                 by_meeting_id(conn, "m1").unwrap().map(|r| r.meeting_key),
                 Some(key("room:w:r"))
             );
+        });
+    }
+
+    #[test]
+    fn only_placed_meetings_not_known_to_have_ended_are_loaded_at_start() {
+        for_each_backend(|conn| {
+            insert_or_get(conn, &row("room:w:placed", "mp", sid(1))).unwrap();
+            insert_or_get(conn, &row("room:w:unplaced", "mu", None)).unwrap();
+            insert_or_get(conn, &row("room:w:ended", "me", sid(2))).unwrap();
+            mark_ended(conn, "me", 0).unwrap();
+            let live: Vec<String> = load_live(conn)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.meeting_id)
+                .collect();
+            assert_eq!(live, vec!["mp".to_string()]);
         });
     }
 

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod demo_state;
 pub mod lease;
 pub mod meetings;
+pub mod reservations;
 pub mod retention;
 pub mod secrets;
 pub(crate) mod server_status;

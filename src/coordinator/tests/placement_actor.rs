@@ -208,3 +208,34 @@ async fn a_failed_answer_to_a_bad_request_is_not_retried() {
     assert_eq!(h.fake.count(None, "create"), 1);
     assert!(h.status().await.servers.iter().all(|s| !s.suspect));
 }
+
+#[actix_web::test]
+async fn reservations_announced_by_other_instances_count_in_placement() {
+    let h = Harness::new(2).await;
+    // Another instance placed a meeting for 800 people on server 1 a moment ago.
+    let elsewhere = crate::db::reservations::SharedReservation {
+        server: h.ids[0],
+        meeting_id: "placed-elsewhere".into(),
+        expected: 800,
+        placed_at: crate::db::now_ms(),
+    };
+    h.addr
+        .send(crate::coordinator::RemoteChange(
+            crate::db::changes::Change::Reserved(elsewhere),
+        ))
+        .await
+        .expect("coordinator");
+    let status = h.status().await;
+    let first = status.servers.iter().find(|s| s.id == h.ids[0]).unwrap();
+    assert_eq!((first.reserved, first.reserved_participants), (1, 800));
+    // Every new meeting goes to the other server while the reservation stands.
+    for room in ["r1", "r2", "pref"] {
+        let join = h.join(room).await;
+        assert_eq!(join.base, url_of(2), "{room}");
+    }
+    // A poll sent after the placement that does not list the meeting drops the reservation.
+    h.poll().await;
+    let status = h.status().await;
+    let first = status.servers.iter().find(|s| s.id == h.ids[0]).unwrap();
+    assert_eq!(first.reserved_participants, 0);
+}

@@ -1,0 +1,2 @@
+DROP INDEX placement_reservations_placed_at;
+DROP INDEX meetings_live;

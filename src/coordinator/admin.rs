@@ -29,6 +29,10 @@ pub struct ServerStatus {
     pub online: bool,
     /// A recent poll or create failed: no new meetings while a healthy server is left.
     pub suspect: bool,
+    /// What this instance knows about the server is too old to act on (the leader's polls
+    /// stopped arriving, or the database is out of reach): its meetings are not answered from
+    /// memory.
+    pub stale: bool,
     /// Meetings BBB reported at the last poll (all of them, ours or not).
     pub meetings: u32,
     /// Meetings of this gateway placed here.
@@ -158,6 +162,7 @@ impl BbbCoordinator {
                     state: s.state(),
                     online: s.online(),
                     suspect: s.suspect(),
+                    stale: s.stale(),
                     meetings: load.meetings,
                     meetings_placed: self.meetings.count_on(s.id()),
                     participants: load.participants,

@@ -98,6 +98,10 @@ impl BbbCoordinator {
                     act.lose_database("the database did not answer the election in time");
                 }
             }
+            // Whether the database answered decides how far memory is trusted, also while a
+            // round is stuck on it.
+            act.judge_staleness();
+            act.publish();
             let now = act.is_leader();
             if now != was {
                 if now {

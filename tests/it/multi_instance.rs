@@ -98,27 +98,16 @@ pub(crate) fn world(n: usize) -> Value {
     })
 }
 
-/// Two sims, a fresh PostgreSQL database with both registered and the world imported, and two
-/// instances on it. `None` when no PostgreSQL is configured.
-struct Cluster {
-    a: Instance,
-    b: Instance,
-    sims: Vec<SimHandle>,
-    server_ids: Vec<bbb_gateway::ids::ServerId>,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
-}
-
-async fn cluster(rooms: usize) -> Option<Cluster> {
-    cluster_with(rooms, |_| {}).await
-}
-
-async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
+/// A fresh PostgreSQL database with `sims` registered as servers and [`world`] of `rooms`
+/// imported, and the servers' ids. `None` when no PostgreSQL is configured.
+pub(crate) async fn shared_database(
+    sims: &[SimHandle],
+    rooms: usize,
+) -> Option<(TestDb, Vec<bbb_gateway::ids::ServerId>)> {
     let Some(db) = TestDb::postgres() else {
         return None; // reported as skipped by TestDb
     };
     let db = db.expect("a fresh PostgreSQL database");
-    let sims = vec![start_sim(0).await, start_sim(1).await];
     let mut server_ids = Vec::new();
     for (i, sim) in sims.iter().enumerate() {
         let new = NewServer {
@@ -138,6 +127,27 @@ async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Clu
         .run(move |c| bbb_gateway::world::import_world(c, &file))
         .await
         .unwrap();
+    Some((db, server_ids))
+}
+
+/// Two sims, a fresh PostgreSQL database with both registered and the world imported, and two
+/// instances on it. `None` when no PostgreSQL is configured.
+struct Cluster {
+    a: Instance,
+    b: Instance,
+    sims: Vec<SimHandle>,
+    server_ids: Vec<bbb_gateway::ids::ServerId>,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster(rooms: usize) -> Option<Cluster> {
+    cluster_with(rooms, |_| {}).await
+}
+
+async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
+    let sims = vec![start_sim(0).await, start_sim(1).await];
+    let (db, server_ids) = shared_database(&sims, rooms).await?;
     let dir = tempfile::tempdir().unwrap();
     let settings = || {
         let mut s = test_settings(&dir);

@@ -101,9 +101,9 @@ async fn stop_listener(listener: Option<Arc<std::sync::Mutex<Option<ChangeListen
 
 impl Stopper {
     /// Stops the HTTP server at once (open connections dropped), then the coordinator's
-    /// arbiter, and waits (bounded) until the coordinator is gone. Stopping the coordinator
-    /// drops its leader-lock connection, so with several instances the next one takes over the
-    /// fleet poll at its next tick (tests use it to "kill" an instance).
+    /// arbiter, and waits (bounded) until the coordinator is gone. The coordinator gives the
+    /// poll lease up first ([`StepDown`]), so with several instances another one takes the
+    /// fleet poll over at its next election (tests use it to "kill" an instance).
     pub async fn stop(self) {
         self.server.stop(false).await;
         self.admin.stop(false).await;

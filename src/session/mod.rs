@@ -2,7 +2,7 @@
 //! heartbeat, flood and size limits, and authentication. `bbb.*` requests go to the
 //! [`BbbCoordinator`](crate::coordinator) (actix's `websockets/chat` split), except a join of a
 //! meeting the coordinator has published as running, which the session answers from that
-//! table ([`WarmJoins`](crate::coordinator::WarmJoins)) without a message.
+//! table ([`JoinTable`](crate::join::JoinTable)) without a message.
 
 pub mod authenticate;
 pub mod authenticated;

@@ -15,6 +15,7 @@ mod faults;
 mod fleet;
 mod frontend_contract;
 mod helpers;
+mod layering;
 mod liveness;
 mod moderation;
 mod multi_instance;

@@ -319,7 +319,7 @@ async fn a_new_leader_takes_over_when_the_leader_stops() {
         .unwrap();
     assert_eq!(first[0], "success", "{first}");
     leader.stopper.clone().stop().await;
-    // The dead leader's lock session ended: the follower leads within a poll interval or two.
+    // The stopped leader gave the poll lease up: the follower leads at its next election.
     wait_until("the follower to lead", WAIT, async || {
         follower.status().await.leader
     })

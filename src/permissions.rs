@@ -1,5 +1,6 @@
-//! Permission resolution with venueless semantics, as pure functions over an in-memory
-//! [`WorldSnapshot`], so that every permission check on the hot path is free of I/O.
+//! Permissions with venueless semantics: the permission names, roles and their permission sets,
+//! trait grants and moderation caps. Applying them to a world's snapshot is
+//! [`crate::world::world_permissions`] / [`crate::world::room_permissions`].
 //!
 //! A user holds a role in a room when the world's trait grants, the room's trait grants (a room
 //! without its own defaults to `{"viewer": []}`) or an explicit grant (world-wide or for that
@@ -12,7 +13,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::world::{RoomSnapshot, WorldSnapshot};
+pub use crate::moderation::Moderation;
 
 /// The permissions the gateway knows: the subset of venueless permissions that matter for
 /// video calls. The strings are the protocol (sent in `authenticated`); never rename them.
@@ -161,7 +162,7 @@ impl Requirement {
 pub type TraitGrants = BTreeMap<String, Vec<Requirement>>;
 
 /// The roles given by `grants` to a user with `traits`.
-fn granted_roles<'g>(
+pub(crate) fn granted_roles<'g>(
     grants: &'g TraitGrants,
     traits: &'g [String],
 ) -> impl Iterator<Item = &'g str> + 'g {
@@ -238,7 +239,10 @@ impl RoleDefs {
     }
 
     /// The union of the permissions of the given roles; unknown role names give nothing.
-    fn permissions_of<'r>(&self, roles: impl IntoIterator<Item = &'r str>) -> PermissionSet {
+    pub(crate) fn permissions_of<'r>(
+        &self,
+        roles: impl IntoIterator<Item = &'r str>,
+    ) -> PermissionSet {
         roles
             .into_iter()
             .filter_map(|r| self.get(r))
@@ -246,36 +250,9 @@ impl RoleDefs {
     }
 }
 
-/// The moderation state of a user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Moderation {
-    #[default]
-    None,
-    Silenced,
-    Banned,
-}
-
 impl Moderation {
-    /// The value stored in `users.moderation_state` (venueless uses the same strings).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Moderation::None => "",
-            Moderation::Silenced => "silenced",
-            Moderation::Banned => "banned",
-        }
-    }
-
-    /// Reads a stored moderation state; anything unknown counts as not moderated.
-    pub fn from_stored(s: &str) -> Moderation {
-        match s {
-            "silenced" => Moderation::Silenced,
-            "banned" => Moderation::Banned,
-            _ => Moderation::None,
-        }
-    }
-
     /// Caps a permission set by the moderation state.
-    fn cap(self, set: PermissionSet) -> PermissionSet {
+    pub(crate) fn cap(self, set: PermissionSet) -> PermissionSet {
         match self {
             Moderation::None => set,
             Moderation::Silenced => set.intersection(PermissionSet::of(&[
@@ -294,54 +271,6 @@ pub struct Subject<'a> {
     pub uid: Option<&'a str>,
     pub traits: &'a [String],
     pub moderation: Moderation,
-}
-
-/// Roles given world-wide: world trait grants and world-wide explicit grants.
-fn world_roles<'w>(world: &'w WorldSnapshot, s: &Subject<'w>) -> Vec<&'w str> {
-    let mut roles: Vec<&str> = granted_roles(&world.trait_grants, s.traits).collect();
-    if let Some(grants) = s.uid.and_then(|uid| world.grants_by_uid.get(uid)) {
-        roles.extend(
-            grants
-                .iter()
-                .filter(|(room, _)| room.is_none())
-                .map(|(_, role)| role.as_str()),
-        );
-    }
-    roles
-}
-
-/// The world-level permissions of a user: from the world's trait grants and the user's
-/// world-wide explicit grants, capped by moderation.
-pub fn world_permissions(world: &WorldSnapshot, s: &Subject) -> PermissionSet {
-    if s.moderation == Moderation::Banned {
-        return PermissionSet::EMPTY;
-    }
-    let set = world.roles.permissions_of(world_roles(world, s));
-    s.moderation.cap(set)
-}
-
-/// The permissions of a user in a room: the world-level ones plus the room's trait grants (or
-/// `{"viewer": []}` when the room has none) and the user's explicit grants for that room,
-/// capped by moderation.
-pub fn room_permissions(world: &WorldSnapshot, room: &RoomSnapshot, s: &Subject) -> PermissionSet {
-    if s.moderation == Moderation::Banned {
-        return PermissionSet::EMPTY;
-    }
-    let mut roles = world_roles(world, s);
-    match &room.trait_grants {
-        Some(grants) => roles.extend(granted_roles(grants, s.traits)),
-        // The default `{"viewer": []}` matches everybody.
-        None => roles.push(DEFAULT_ROOM_ROLE),
-    }
-    if let Some(grants) = s.uid.and_then(|uid| world.grants_by_uid.get(uid)) {
-        roles.extend(
-            grants
-                .iter()
-                .filter(|(r, _)| r.as_deref() == Some(room.id.as_str()))
-                .map(|(_, role)| role.as_str()),
-        );
-    }
-    s.moderation.cap(world.roles.permissions_of(roles))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::world::{parse_world_file, WorldSnapshot};
+use crate::world::{room_permissions, world_permissions};
 use serde_json::{json, Value};
 use Permission::*;
 

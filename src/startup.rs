@@ -342,7 +342,7 @@ impl Application {
                 .app_data(public_data.clone())
                 .configure(crate::http::routes)
         })
-        .on_connect(crate::http::socket::remember_socket)
+        .on_connect(crate::session::socket::remember_socket)
         // Signals are handled by `run_until_signal`, which shuts down gracefully.
         .disable_signals()
         .shutdown_timeout(CONNECTION_DRAIN_SECS)

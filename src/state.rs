@@ -9,11 +9,11 @@ use crate::config::{SessionConfig, Settings};
 use crate::coordinator::BbbCoordinator;
 use crate::db::Db;
 use crate::end_callback::EndCallbackKey;
+use crate::in_flight::InFlight;
 use crate::join::JoinTable;
 use crate::limits::IpLimits;
 use crate::metrics::Metrics;
-use crate::session::in_flight::InFlight;
-use crate::session::registry::SessionRegistry;
+use crate::registry::SessionRegistry;
 use crate::world::WorldCache;
 
 /// Application-wide state, built once by [`startup`](crate::startup).

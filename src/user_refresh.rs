@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::db::users::{changed_since, StoredUserState};
 use crate::db::{now_ms, Db, DbError};
-use crate::session::registry::{SessionRegistry, UserState};
+use crate::registry::{SessionRegistry, UserState};
 
 /// How far each look reaches back before the previous one started (besides one interval):
 /// changes written with a clock slightly behind ours (another instance, the CLI), committed

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::db::schema::users;
 use crate::db::{now_ms, DbConn, DbError};
-use crate::permissions::Moderation;
-use crate::user::ProfileDocument;
+use crate::moderation::Moderation;
+use crate::profile::ProfileDocument;
 use crate::with_conn;
 
 /// A stored user. `profile` and `traits` are JSON text (an object and a list of strings).
@@ -56,7 +56,7 @@ fn as_object(text: Option<&str>) -> Map<String, Value> {
 
 /// `update`'s keys laid over the stored profile (they win), so a token that only carries a
 /// display name keeps what the frontend stored besides (`greeted`, an avatar, profile fields).
-/// When the result would exceed [`MAX_PROFILE_BYTES`](crate::user::MAX_PROFILE_BYTES), only
+/// When the result would exceed [`MAX_PROFILE_BYTES`](crate::profile::MAX_PROFILE_BYTES), only
 /// `display_name` and `avatar` are laid over; when even that is too large, the stored profile
 /// stays as it was.
 fn merge_profile(stored: &str, update: &Map<String, Value>) -> String {

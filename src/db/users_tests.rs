@@ -97,7 +97,7 @@ fn a_token_profile_keeps_what_the_frontend_stored_and_the_size_bound() {
         let c = find_or_create_token_user(conn, "w", "bob", &[], Some(&huge)).unwrap();
         expected["display_name"] = json!("Rob");
         assert_eq!(serde_json::from_str::<Value>(&c.profile).unwrap(), expected);
-        assert!(c.profile.len() <= crate::user::MAX_PROFILE_BYTES);
+        assert!(c.profile.len() <= crate::profile::MAX_PROFILE_BYTES);
         // The user renames themself; logins with the same claim keep that name, a changed
         // claim brings the organiser's.
         let renamed = json!({"display_name": "Bobby", "greeted": true});

@@ -3,7 +3,6 @@
 
 mod callback;
 mod health;
-pub mod socket;
 mod ws;
 
 use actix_web::web;

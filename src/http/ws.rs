@@ -2,9 +2,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::WsResponseBuilder;
 use serde_json::json;
 
-use super::socket::ConnectionSocket;
 use crate::limits::client_ip;
 use crate::protocol::MAX_FRAME_BYTES;
+use crate::session::socket::ConnectionSocket;
 use crate::session::WsSession;
 use crate::state::AppState;
 

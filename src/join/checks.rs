@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::permissions::{room_permissions, Moderation, Permission};
+use crate::permissions::{Moderation, Permission};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::UserContext;
+use crate::world::room_permissions;
 use crate::world::{BbbRoomConfig, RoomSnapshot, WorldSnapshot};
 
 use super::params::bbb_full_name;

@@ -6,9 +6,10 @@ use serde_json::Value;
 use crate::auth::{verify_token, AuthError};
 use crate::db::users::{self, UserRow};
 use crate::db::Db;
-use crate::permissions::{world_permissions, Moderation, Permission, Subject};
+use crate::permissions::{Moderation, Permission, Subject};
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::{Profile, ProfileDocument, UserContext};
+use crate::world::world_permissions;
 use crate::world::WorldSnapshot;
 
 /// Longest accepted `client_id`.

@@ -5,8 +5,9 @@
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::permissions::{room_permissions, world_permissions, Permission, PermissionSet, Subject};
+use crate::permissions::{Permission, PermissionSet, Subject};
 use crate::user::{ProfileDocument, UserContext};
+use crate::world::{room_permissions, world_permissions};
 use crate::world::{ModuleFile, RoomSnapshot, WorldSnapshot};
 
 /// `["authenticated", {"user.config": …, "world.config": …, …}]` as PROTOCOL.md gives it: the

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use actix::Handler;
 
-use super::registry::{GoingAway, UserChanged};
 use super::WsSession;
+use crate::registry::{GoingAway, UserChanged};
 
 impl Handler<GoingAway> for WsSession {
     type Result = ();

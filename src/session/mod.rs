@@ -8,13 +8,12 @@ pub mod authenticate;
 pub mod authenticated;
 mod closing;
 mod control;
-pub mod in_flight;
 pub mod limits;
 pub mod outbox;
 pub mod profile_writes;
-pub mod registry;
 pub mod rooms;
 pub mod routing;
+pub mod socket;
 #[cfg(test)]
 mod tests;
 
@@ -31,15 +30,17 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Value};
 
 use crate::coordinator::{BbbCommand, BbbCommandKind, RefreshMeeting};
-use crate::http::socket::ConnectionSocket;
 use crate::limits::{ConnectionSlot, TokenBucket};
-use crate::permissions::{world_permissions, Permission};
+use crate::permissions::Permission;
 use crate::protocol::{
     error_frame, parse_frame, success_frame, url_success_frame, ErrorCode, ErrorReply,
     InvalidFrame, Request,
 };
+use crate::registry::{self, SessionRecipients};
+use crate::session::socket::ConnectionSocket;
 use crate::state::AppState;
 use crate::user::{ProfileDocument, UserContext};
+use crate::world::world_permissions;
 use crate::world::WorldSnapshot;
 use limits::InvalidFrameLimiter;
 use outbox::{Outbox, Write};
@@ -88,7 +89,7 @@ pub struct WsSession {
 impl WsSession {
     /// A session for `world_id` (`world` is `None` when it does not exist) on the connection
     /// whose socket is `socket` (when the server remembers sockets, see
-    /// [`crate::http::socket`]), from `client` (its address and place in that address's
+    /// [`socket`]), from `client` (its address and place in that address's
     /// connection count) when known.
     pub fn new(
         app: Arc<AppState>,
@@ -537,7 +538,11 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.app.metrics.session_opened();
-        self.registration = self.app.sessions.register(ctx.address());
+        let addr = ctx.address();
+        self.registration = self.app.sessions.register(SessionRecipients::new(
+            addr.clone().recipient(),
+            addr.recipient(),
+        ));
         if self.world.is_none() {
             self.send(ctx, error_frame(None, &ErrorCode::WorldUnknown.into()));
             return self.close_and_wait(ctx, CloseCode::Normal.into());

@@ -2,9 +2,10 @@
 //! (no questions, no polls) when the announcement is refused. The gateway keeps no viewer
 //! lists, so both are checks against the world snapshot and nothing else.
 
-use crate::permissions::{room_permissions, Permission};
+use crate::permissions::Permission;
 use crate::protocol::{ErrorCode, ErrorReply};
 use crate::user::UserContext;
+use crate::world::room_permissions;
 use crate::world::WorldSnapshot;
 
 /// Whether the user enters (`room:view` needed) or leaves (the room must merely exist).

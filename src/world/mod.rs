@@ -1,6 +1,7 @@
 //! Worlds: the world file (import/export), its storage, compiled snapshots for the hot path and
 //! the in-memory cache that keeps them current across processes.
 
+mod access;
 mod bbb_config;
 mod cache;
 mod file;
@@ -8,6 +9,7 @@ mod snapshot;
 mod store;
 mod validate;
 
+pub use access::{room_permissions, world_permissions};
 pub use bbb_config::{BbbConfigError, BbbRoomConfig};
 pub use cache::WorldCache;
 pub use file::{

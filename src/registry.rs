@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use actix::{Addr, Message};
+use actix::{Message, Recipient};
 
-use super::WsSession;
 use crate::permissions::Moderation;
 
 /// The process is shutting down: the session answers what is in flight, then closes with
@@ -41,13 +40,29 @@ pub trait SessionHandle: Clone {
     fn user_changed(&self, state: Arc<UserState>);
 }
 
-impl SessionHandle for Addr<WsSession> {
+/// A session actor as the registry reaches it: the two messages it sends, whatever the actor.
+#[derive(Clone)]
+pub struct SessionRecipients {
+    going_away: Recipient<GoingAway>,
+    user_changed: Recipient<UserChanged>,
+}
+
+impl SessionRecipients {
+    pub fn new(going_away: Recipient<GoingAway>, user_changed: Recipient<UserChanged>) -> Self {
+        SessionRecipients {
+            going_away,
+            user_changed,
+        }
+    }
+}
+
+impl SessionHandle for SessionRecipients {
     fn go_away(&self) {
-        self.do_send(GoingAway);
+        self.going_away.do_send(GoingAway);
     }
 
     fn user_changed(&self, state: Arc<UserState>) {
-        self.do_send(UserChanged(state));
+        self.user_changed.do_send(UserChanged(state));
     }
 }
 
@@ -64,7 +79,7 @@ struct Entry<H> {
 }
 
 /// Shared by every session of the process (see the module doc).
-pub struct SessionRegistry<H = Addr<WsSession>> {
+pub struct SessionRegistry<H = SessionRecipients> {
     inner: Mutex<Inner<H>>,
     /// Woken when the last session of a shutdown is gone.
     emptied: tokio::sync::Notify,

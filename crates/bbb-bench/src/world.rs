@@ -13,7 +13,11 @@ pub const SPREAD_WORLD: &str = "bench-spread";
 pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
 /// The world of the `churn` scenario, served by its own (time-scaled) servers.
 pub const CHURN_WORLD: &str = "bench-churn";
-/// The room every session of `cold-storm` asks for at once.
+/// The world of the `multi` scenario (several instances on one database).
+pub const MULTI_WORLD: &str = "bench-multi";
+/// The world of the `fleet-scale` scenario (a hundred servers, thousands of meetings).
+pub const FLEET_WORLD: &str = "bench-fleet";
+/// The room every session of `cold-storm` (and of the `multi` storm) asks for at once.
 pub const STORM_ROOM: &str = "storm";
 /// The world of the `keynote` scenario, served by servers with a capacity.
 pub const KEYNOTE_WORLD: &str = "bench-keynote";
@@ -28,6 +32,16 @@ pub fn warm_room(i: usize) -> String {
 /// Id of spread room `i`.
 pub fn spread_room(i: usize) -> String {
     format!("spread_{i}")
+}
+
+/// Id of room `i` of the `multi` burst.
+pub fn burst_room(i: usize) -> String {
+    format!("burst_{i}")
+}
+
+/// Id of room `i` of the `fleet-scale` world.
+pub fn fleet_room(i: usize) -> String {
+    format!("fleet_{i}")
 }
 
 /// Id of churn room `i`.
@@ -104,6 +118,23 @@ pub fn keynote_world(keynote: u32, breakouts: usize, breakout: u32) -> Value {
     w
 }
 
+/// The `multi` world: `rooms` burst rooms and the storm room, none running yet.
+pub fn multi_world(rooms: usize) -> Value {
+    let list = (0..rooms)
+        .map(|i| room(&burst_room(i), &format!("Workshop {i}")))
+        .chain(std::iter::once(room(STORM_ROOM, "Keynote")))
+        .collect();
+    world(MULTI_WORLD, list, Vec::new())
+}
+
+/// The `fleet-scale` world: `rooms` rooms, one meeting each once the scenario started them.
+pub fn fleet_world(rooms: usize) -> Value {
+    let list = (0..rooms)
+        .map(|i| room(&fleet_room(i), &format!("Session {i}")))
+        .collect();
+    world(FLEET_WORLD, list, Vec::new())
+}
+
 /// The secret tokens are signed with.
 pub fn jwt_secret(secret: &str) -> JwtSecret {
     JwtSecret {
@@ -140,6 +171,8 @@ mod tests {
             spread_world(5),
             churn_world(5),
             keynote_world(800, 3, 20),
+            multi_world(4),
+            fleet_world(4),
         ] {
             bbb_gateway::world::parse_world_file(&w.to_string()).expect("a valid world file");
         }

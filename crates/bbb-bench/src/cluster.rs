@@ -66,12 +66,12 @@ pub async fn import_worlds(db: &TestDb, worlds: &[Value]) -> anyhow::Result<()> 
 }
 
 /// Registers the simulators at `urls` (secrets of numbers `first`, `first + 1`, …) as servers
-/// of `world_id`; returns their ids in the same order.
+/// of `world_id` (`None`: of every world); returns their ids in the same order.
 pub async fn register(
     db: &TestDb,
     urls: &[String],
     first: usize,
-    world_id: &str,
+    world_id: Option<&str>,
 ) -> anyhow::Result<Vec<ServerId>> {
     let mut ids = Vec::new();
     for (i, url) in urls.iter().enumerate() {
@@ -81,7 +81,7 @@ pub async fn register(
             checksum: ChecksumAlgorithm::Sha256,
             weight: 1.0,
             tag: Some(format!("sim{}", first + i)),
-            world_id: Some(world_id.to_string()),
+            world_id: world_id.map(str::to_string),
             capacity: None,
         };
         let row = db

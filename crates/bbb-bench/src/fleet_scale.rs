@@ -22,7 +22,7 @@ use bbb_gateway::db::DbConn;
 use bbb_gateway::ids::ServerId;
 
 use super::cluster::{self, Cluster, ClusterConfig, InstanceMode};
-use super::pool::{ClientPool, Op, Script};
+use super::pool::{ClientPool, Op, Script, SessionSpec};
 use super::stats::{Report, Tally};
 use super::target::start_sims;
 use super::{sys, world};
@@ -112,9 +112,11 @@ pub async fn fleet_scale(
     let sims = start_sims(FLEET_SIMS_FROM, plan.servers.max(1), 1.0).await?;
     let result = async {
         let rooms = plan.meetings.max(plan.join_rooms).max(1);
-        cluster::import_worlds(&db, &[world::fleet_world(rooms)]).await?;
+        let worlds: Vec<Value> = (0..worlds_for(rooms)).map(world::fleet_world).collect();
+        cluster::import_worlds(&db, &worlds).await?;
         let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
-        let ids = cluster::register(&db, &urls, FLEET_SIMS_FROM, world::FLEET_WORLD).await?;
+        // Servers shared by every world: any world's meetings may land on any of them.
+        let ids = cluster::register(&db, &urls, FLEET_SIMS_FROM, None).await?;
         let config = ClusterConfig {
             mode: mode.clone(),
             database_url: db.url.clone(),
@@ -138,7 +140,7 @@ async fn run_phases(
     threads: usize,
 ) -> anyhow::Result<Vec<Report>> {
     let online_within = Duration::from_secs(plan.poll_interval_secs * 3 + 60);
-    let warm_rooms = plan.join_rooms.max(1);
+    let warm_rooms = plan.join_rooms.clamp(1, world::FLEET_ROOMS_PER_WORLD);
 
     // Quiet: the warm rooms only, no history.
     let cluster = Cluster::start(config.clone(), 2).await?;
@@ -230,29 +232,61 @@ fn require_ok(what: &str, tally: &Tally) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// First joins of `rooms` (each URL opened at the server, so BBB counts a participant and the
-/// meeting does not expire), by 200 sessions over both instances.
+/// Worlds needed for `rooms` rooms.
+fn worlds_for(rooms: usize) -> usize {
+    rooms.div_ceil(world::FLEET_ROOMS_PER_WORLD).max(1)
+}
+
+/// Sessions of `prefix` in `worlds` worlds, session `s` in world `s % worlds`, the sessions of
+/// each world alternating between the instances.
+fn world_sessions(
+    cluster: &Cluster,
+    worlds: usize,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<SessionSpec>> {
+    let secret = world::jwt_secret(world::SECRET);
+    let instances = cluster.instances.len().max(1);
+    (0..n)
+        .map(|s| {
+            let token = world::token(&secret, prefix, s)
+                .map_err(|e| anyhow::anyhow!("cannot mint a token: {e}"))?;
+            let inst = &cluster.instances[(s / worlds.max(1)) % instances];
+            Ok(SessionSpec {
+                index: s,
+                url: inst.ws_url(&world::fleet_world_id(s % worlds.max(1))),
+                token: Some(token),
+            })
+        })
+        .collect()
+}
+
+/// First joins of the rooms numbered `rooms` (each URL opened at the server, so BBB counts a
+/// participant and the meeting does not expire), by 2 sessions per world over both instances.
 async fn first_joins(
     cluster: &Cluster,
     rooms: std::ops::Range<usize>,
     threads: usize,
 ) -> anyhow::Result<Tally> {
-    let sessions = rooms.len().clamp(1, 200);
+    let worlds = worlds_for(rooms.end);
+    let sessions = worlds * 2;
+    // Each session's rooms: those of its world, every other one.
+    let mut lists: Vec<Vec<Op>> = vec![Vec::new(); sessions];
+    for (k, i) in rooms.enumerate() {
+        let w = i / world::FLEET_ROOMS_PER_WORLD;
+        let (_, room) = world::fleet_room(i);
+        lists[w + worlds * (k % 2)].push(Op::request_and_follow(
+            "bbb.room_url",
+            &json!({ "room": room }),
+        ));
+    }
     let mut pool = ClientPool::new(threads).context("cannot start client threads")?;
     let connected = pool
-        .connect(cluster.sessions(world::FLEET_WORLD, "start", sessions)?, 64)
+        .connect(world_sessions(cluster, worlds, "start", sessions)?, 64)
         .await;
     require_ok("connecting the starters", &connected)?;
-    let (first, count) = (rooms.start, rooms.len());
-    let script: Script = Arc::new(move |s, n| {
-        let i = s + n * sessions;
-        (i < count).then(|| {
-            Op::request_and_follow(
-                "bbb.room_url",
-                &json!({ "room": world::fleet_room(first + i) }),
-            )
-        })
-    });
+    let lists = Arc::new(lists);
+    let script: Script = Arc::new(move |s, n| lists.get(s).and_then(|l| l.get(n)).cloned());
     let tally = pool.run(script).await;
     pool.close_all().await;
     Ok(tally)
@@ -269,15 +303,16 @@ async fn paced_joins(
     let sessions = plan.join_sessions.max(1);
     let mut pool = ClientPool::new(threads).context("cannot start client threads")?;
     let connected = pool
-        .connect(cluster.sessions(world::FLEET_WORLD, "warm", sessions)?, 64)
+        .connect(world_sessions(cluster, 1, "warm", sessions)?, 64)
         .await;
     require_ok("connecting the join sessions", &connected)?;
     let gap = Duration::from_secs(1) / plan.join_rate.max(1);
     let joins = (u64::from(plan.join_rate) * plan.join_secs).max(1) as usize;
-    let rooms = plan.join_rooms.max(1);
+    // The warm rooms are the first ones, all in world 0.
+    let rooms = plan.join_rooms.clamp(1, world::FLEET_ROOMS_PER_WORLD);
     let ops: Arc<Vec<Op>> = Arc::new(
         (0..rooms)
-            .map(|i| Op::request("bbb.room_url", &json!({ "room": world::fleet_room(i) })))
+            .map(|i| Op::request("bbb.room_url", &json!({ "room": world::fleet_room(i).1 })))
             .collect(),
     );
     let script: Script = Arc::new(move |s, n| {
@@ -407,7 +442,7 @@ async fn insert_history(db: &TestDb, servers: &[ServerId], n: usize) -> anyhow::
              FROM (SELECT g, md5('call' || g)::uuid::text AS c, \
                  {newest}::bigint - 3600000 - g::bigint * 1000 AS t \
                  FROM generate_series({from}, {to}) AS g) s",
-            world = world::FLEET_WORLD,
+            world = world::fleet_world_id(0),
         );
         let pooled = db.db.clone();
         pooled

@@ -59,7 +59,7 @@ pub async fn multi(
     let result = async {
         cluster::import_worlds(&db, &[world::multi_world(plan.burst_rooms.max(1))]).await?;
         let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
-        cluster::register(&db, &urls, MULTI_SIMS_FROM, world::MULTI_WORLD).await?;
+        cluster::register(&db, &urls, MULTI_SIMS_FROM, Some(world::MULTI_WORLD)).await?;
         let config = ClusterConfig {
             mode: mode.clone(),
             database_url: db.url.clone(),

@@ -15,8 +15,8 @@ pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
 pub const CHURN_WORLD: &str = "bench-churn";
 /// The world of the `multi` scenario (several instances on one database).
 pub const MULTI_WORLD: &str = "bench-multi";
-/// The world of the `fleet-scale` scenario (a hundred servers, thousands of meetings).
-pub const FLEET_WORLD: &str = "bench-fleet";
+/// Rooms of each `fleet-scale` world (a platform hosting many events: one world each).
+pub const FLEET_ROOMS_PER_WORLD: usize = 100;
 /// The room every session of `cold-storm` (and of the `multi` storm) asks for at once.
 pub const STORM_ROOM: &str = "storm";
 /// The world of the `keynote` scenario, served by servers with a capacity.
@@ -39,9 +39,18 @@ pub fn burst_room(i: usize) -> String {
     format!("burst_{i}")
 }
 
-/// Id of room `i` of the `fleet-scale` world.
-pub fn fleet_room(i: usize) -> String {
-    format!("fleet_{i}")
+/// Id of `fleet-scale` world `w`.
+pub fn fleet_world_id(w: usize) -> String {
+    format!("bench-fleet-{w}")
+}
+
+/// World and room id of the `fleet-scale` room with global number `i`
+/// ([`FLEET_ROOMS_PER_WORLD`] rooms a world).
+pub fn fleet_room(i: usize) -> (String, String) {
+    (
+        fleet_world_id(i / FLEET_ROOMS_PER_WORLD),
+        format!("fleet_{}", i % FLEET_ROOMS_PER_WORLD),
+    )
 }
 
 /// Id of churn room `i`.
@@ -127,12 +136,13 @@ pub fn multi_world(rooms: usize) -> Value {
     world(MULTI_WORLD, list, Vec::new())
 }
 
-/// The `fleet-scale` world: `rooms` rooms, one meeting each once the scenario started them.
-pub fn fleet_world(rooms: usize) -> Value {
-    let list = (0..rooms)
-        .map(|i| room(&fleet_room(i), &format!("Session {i}")))
+/// `fleet-scale` world `w`: [`FLEET_ROOMS_PER_WORLD`] rooms, one meeting each once the
+/// scenario started them.
+pub fn fleet_world(w: usize) -> Value {
+    let list = (0..FLEET_ROOMS_PER_WORLD)
+        .map(|i| room(&format!("fleet_{i}"), &format!("Session {i}")))
         .collect();
-    world(FLEET_WORLD, list, Vec::new())
+    world(&fleet_world_id(w), list, Vec::new())
 }
 
 /// The secret tokens are signed with.

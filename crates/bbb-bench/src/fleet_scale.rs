@@ -174,7 +174,12 @@ async fn run_phases(
         let started = Instant::now();
         let created = first_joins(&cluster, warm_rooms..rooms, threads).await?;
         let create_s = started.elapsed().as_secs_f64();
-        require_ok("starting the meetings", &created)?;
+        // A few first joins may fail under this load (join deadline); more is a broken run.
+        let failed = created.error_count() as usize;
+        if failed * 20 > rooms {
+            bail!("starting the meetings failed: {:?}", created.errors);
+        }
+        let expected = (rooms - failed) as u64;
         let leader = cluster
             .leader()
             .await?
@@ -187,7 +192,7 @@ async fn run_phases(
                 |c| {
                     Box::pin(async move {
                         let s = c.instances[leader].status().await?;
-                        Ok(s["totals"]["meetings"].as_u64().unwrap_or(0) >= rooms as u64)
+                        Ok(s["totals"]["meetings"].as_u64().unwrap_or(0) >= expected)
                     })
                 },
             )
@@ -196,7 +201,12 @@ async fn run_phases(
         let rss = rss_of(&cluster);
         let mut r = paced_joins(&cluster, plan, threads, "fleet-scale").await?;
         r.relate_to(&quiet);
-        r.set("running_meetings", rooms);
+        let listed = cluster.instances[leader].status().await?["totals"]["meetings"].clone();
+        r.set("running_meetings", listed);
+        r.set("meetings_start_errors", json!(created.errors));
+        let start = super::stats::Latency::of(&created.latencies_us);
+        r.set("meetings_start_p50_ms", start.p50_ms);
+        r.set("meetings_start_p99_ms", start.p99_ms);
         r.set("history_rows", plan.history);
         r.set("history_insert_s", round1(history_s));
         r.set("restart_s", round1(start_s));

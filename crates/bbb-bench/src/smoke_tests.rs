@@ -233,6 +233,7 @@ async fn fleet_scale_runs_at_tiny_scale_on_postgres() {
     }
     let scale = by("fleet-scale");
     assert_eq!(scale.extra["running_meetings"], 12);
+    assert_eq!(scale.extra["meetings_start_errors"], serde_json::json!({}));
     assert_eq!(scale.extra["history_rows"], 500);
     assert_eq!(scale.extra["servers"], 3);
     assert!(scale.ratio_p99.is_some());

@@ -1,12 +1,17 @@
 //! bbb-bench: the load benchmark of the gateway behind the `bbb-bench` binary. It opens many
 //! authenticated WebSocket sessions against a gateway with bbb-sim servers on loopback and runs
 //! the scenarios `ping` (the baseline), `warm-join`, `cold-storm`, `spread`, `churn`, `idle`,
-//! `soak` and `keynote` (capacity-aware placement of a keynote and its breakouts),
-//! each reported as a ratio to the baseline of the same run, because absolute figures depend on
+//! `soak`, `keynote` (capacity-aware placement of a keynote and its breakouts), `multi`
+//! (a burst and a storm through several instances on one PostgreSQL database) and
+//! `fleet-scale` (what a hundred servers, ten thousand meetings and a long history cost the
+//! poll leader and a follower), each reported as a ratio to the baseline of the same run, because absolute figures depend on
 //! the machine. A library so its tests run the same code at tiny scale.
 
 pub mod churn;
+pub mod cluster;
 pub mod conn;
+pub mod fleet_scale;
+pub mod multi;
 pub mod pool;
 pub mod scenarios;
 pub mod simctl;
@@ -23,6 +28,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+pub use fleet_scale::FleetPlan;
+pub use multi::MultiPlan;
 pub use scenarios::KeynotePlan;
 pub use stats::Report;
 pub use target::{GatewayMode, KeynoteSetup, SetupOptions};
@@ -38,6 +45,8 @@ pub enum Scenario {
     Idle,
     Soak,
     Keynote,
+    Multi,
+    FleetScale,
 }
 
 impl FromStr for Scenario {
@@ -53,9 +62,12 @@ impl FromStr for Scenario {
             "idle" => Scenario::Idle,
             "soak" => Scenario::Soak,
             "keynote" => Scenario::Keynote,
+            "multi" => Scenario::Multi,
+            "fleet-scale" => Scenario::FleetScale,
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, churn, idle, soak, keynote)"
+                    "unknown scenario {other:?} (ping, warm-join, cold-storm, spread, churn, \
+                     idle, soak, keynote, multi, fleet-scale)"
                 ))
             }
         })
@@ -81,6 +93,11 @@ pub struct BenchOptions {
     pub churn: Duration,
     /// Joins and pacing of `keynote` (its world and servers are in `setup.keynote`).
     pub keynote: KeynotePlan,
+    /// Sizes of `multi` (its instances run as `setup.mode` says: child processes with
+    /// `--gateway child`, else in this process).
+    pub multi: MultiPlan,
+    /// Sizes of `fleet-scale` (instances as for `multi`).
+    pub fleet: FleetPlan,
     /// Scenarios to run after `ping` (which always runs first: it is the baseline).
     pub scenarios: Vec<Scenario>,
 }
@@ -120,9 +137,13 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
     baseline.set("connect_auth_p99_ms", connect.p99_ms);
     reports.push(baseline.clone());
     for s in &opts.scenarios {
+        if matches!(s, Scenario::Multi | Scenario::FleetScale) {
+            reports.extend(cluster_scenario(*s, opts).await?);
+            continue;
+        }
         let cpu_before = gateway.and_then(sys::process_cpu);
         let mut report = match s {
-            Scenario::Ping => continue,
+            Scenario::Ping | Scenario::Multi | Scenario::FleetScale => continue,
             Scenario::WarmJoin => {
                 scenarios::warm_join(
                     &pool,
@@ -197,6 +218,28 @@ async fn run_on(target: &target::Target, opts: &BenchOptions) -> anyhow::Result<
     }
     pool.close_all().await;
     Ok(reports)
+}
+
+/// `multi` or `fleet-scale`: instances of their own on a PostgreSQL database of their own;
+/// nothing (with a warning) when there is no PostgreSQL or the gateway is external.
+async fn cluster_scenario(s: Scenario, opts: &BenchOptions) -> anyhow::Result<Vec<Report>> {
+    let mode = match &opts.setup.mode {
+        GatewayMode::InProcess => cluster::InstanceMode::InProcess,
+        GatewayMode::Child(bin) => cluster::InstanceMode::Child(bin.clone()),
+        GatewayMode::External { .. } => {
+            log::warn!("{s:?} starts gateway instances of its own; skipped with --target");
+            return Ok(Vec::new());
+        }
+    };
+    let threads = opts.client_threads;
+    let reports = match s {
+        Scenario::Multi => multi::multi(&mode, opts.multi, threads).await?,
+        _ => fleet_scale::fleet_scale(&mode, opts.fleet, threads).await?,
+    };
+    Ok(reports.unwrap_or_else(|| {
+        log::warn!("{s:?} needs PostgreSQL (DATABASE_URL_PG, or initdb/pg_ctl installed); skipped");
+        Vec::new()
+    }))
 }
 
 /// Adds the CPU time the gateway process spent during the scenario (child gateway only: in

@@ -11,14 +11,18 @@ use bbb_bench::{self as bench, BenchOptions, GatewayMode, Scenario, SetupOptions
 use clap::Parser;
 
 /// Load benchmark for bbb-gateway: ping baseline, warm joins, cold-start storms, spread over
-/// servers, idle sessions, a connect/disconnect soak, and a keynote with its breakouts on
-/// servers with a capacity. Every figure is also given as a ratio
-/// to the `ping` baseline measured in the same run.
+/// servers, idle sessions, a connect/disconnect soak, a keynote with its breakouts on
+/// servers with a capacity, a burst and a storm through several instances on one PostgreSQL
+/// database (multi), and the cost of a large fleet to the poll leader and a follower
+/// (fleet-scale). Every figure is also given as a ratio to a baseline measured in the same run.
 #[derive(Parser, Debug)]
 #[command(name = "bbb-bench", version)]
 struct Cli {
     /// Scenarios to run after the `ping` baseline (which always runs first), comma separated:
-    /// ping, warm-join, cold-storm, spread, idle, soak, keynote.
+    /// ping, warm-join, cold-storm, spread, churn, idle, soak, keynote, multi, fleet-scale.
+    /// multi and fleet-scale need PostgreSQL (DATABASE_URL_PG, else a throwaway server is
+    /// started with initdb/pg_ctl) and run gateway instances of their own: child processes with
+    /// --gateway child (needed for their CPU and memory figures), else in this process.
     #[arg(
         long,
         value_delimiter = ',',
@@ -108,6 +112,50 @@ struct Cli {
     /// The keynote joins are spread evenly over this many seconds.
     #[arg(long, default_value_t = 10)]
     keynote_join_secs: u64,
+    /// multi: gateway instances on the one database.
+    #[arg(long, default_value_t = 4)]
+    instances: usize,
+    /// multi: equal bbb-sim servers.
+    #[arg(long, default_value_t = 4)]
+    multi_sims: usize,
+    /// multi: new rooms of the burst, their first joins spread over the instances at once.
+    #[arg(long, default_value_t = 200)]
+    burst_rooms: usize,
+    /// multi: joins of the storm on one new room, spread over the instances at once (BBB
+    /// answers after --storm-latency-ms).
+    #[arg(long, default_value_t = 1000)]
+    storm_joins: usize,
+    /// multi: poll interval of the instances in seconds.
+    #[arg(long, default_value_t = 15)]
+    multi_poll_secs: u64,
+    /// fleet-scale: bbb-sim servers.
+    #[arg(long, default_value_t = 100)]
+    fleet_servers: usize,
+    /// fleet-scale: running meetings (one room each).
+    #[arg(long, default_value_t = 10_000)]
+    fleet_meetings: usize,
+    /// fleet-scale: ended meetings written into the table before the instances restart.
+    #[arg(long, default_value_t = 1_000_000)]
+    fleet_history: usize,
+    /// fleet-scale: poll interval in seconds during the measurement (CPU is reported per
+    /// round and scaled to 15 s).
+    #[arg(long, default_value_t = 1)]
+    fleet_poll_secs: u64,
+    /// fleet-scale: rounds the CPU is measured over, in each phase.
+    #[arg(long, default_value_t = 30)]
+    fleet_rounds: u64,
+    /// fleet-scale: sessions of the paced warm joins, spread over both instances.
+    #[arg(long, default_value_t = 100)]
+    fleet_join_sessions: usize,
+    /// fleet-scale: warm rooms the paced joins go to.
+    #[arg(long, default_value_t = 100)]
+    fleet_join_rooms: usize,
+    /// fleet-scale: joins per session per second.
+    #[arg(long, default_value_t = 10)]
+    fleet_join_rate: u32,
+    /// fleet-scale: seconds the paced joins run, in each phase.
+    #[arg(long, default_value_t = 10)]
+    fleet_join_secs: u64,
     /// Load-generator threads (each an actix system holding a share of the sessions).
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -157,7 +205,7 @@ fn main() -> ExitCode {
         }
     };
     // Both ends of every session may live in this process: two descriptors per session.
-    let want = (cli.idle_sessions.max(cli.sessions) as u64) * 2 + 4096;
+    let want = (cli.idle_sessions.max(cli.sessions).max(cli.storm_joins) as u64) * 2 + 4096;
     match bench::sys::raise_nofile(want) {
         Ok(n) if n < want => eprintln!(
             "bbb-bench: warning: only {n} open files allowed, {want} wanted; large runs may fail"
@@ -201,6 +249,25 @@ fn main() -> ExitCode {
             joins: cli.keynote_joins,
             start_window: Duration::from_millis(cli.keynote_start_ms),
             join_window: Duration::from_secs(cli.keynote_join_secs),
+        },
+        multi: bench::MultiPlan {
+            instances: cli.instances,
+            sims: cli.multi_sims,
+            burst_rooms: cli.burst_rooms,
+            storm_joins: cli.storm_joins,
+            storm_latency_ms: cli.storm_latency_ms,
+            poll_interval_secs: cli.multi_poll_secs,
+        },
+        fleet: bench::FleetPlan {
+            servers: cli.fleet_servers,
+            meetings: cli.fleet_meetings,
+            history: cli.fleet_history,
+            poll_interval_secs: cli.fleet_poll_secs,
+            rounds: cli.fleet_rounds,
+            join_sessions: cli.fleet_join_sessions,
+            join_rooms: cli.fleet_join_rooms,
+            join_rate: cli.fleet_join_rate,
+            join_secs: cli.fleet_join_secs,
         },
         scenarios: cli.scenarios.clone(),
     };

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::{
-    run, world, BenchOptions, GatewayMode, KeynotePlan, KeynoteSetup, Scenario, SetupOptions,
+    cluster, run, world, BenchOptions, FleetPlan, GatewayMode, KeynotePlan, KeynoteSetup,
+    MultiPlan, Scenario, SetupOptions,
 };
 
 fn tiny() -> BenchOptions {
@@ -42,6 +43,25 @@ fn tiny() -> BenchOptions {
             joins: 20,
             start_window: Duration::from_millis(200),
             join_window: Duration::from_millis(400),
+        },
+        multi: MultiPlan {
+            instances: 2,
+            sims: 2,
+            burst_rooms: 8,
+            storm_joins: 12,
+            storm_latency_ms: 100,
+            poll_interval_secs: 1,
+        },
+        fleet: FleetPlan {
+            servers: 3,
+            meetings: 12,
+            history: 500,
+            poll_interval_secs: 1,
+            rounds: 2,
+            join_sessions: 4,
+            join_rooms: 4,
+            join_rate: 10,
+            join_secs: 1,
         },
         scenarios: vec![
             Scenario::WarmJoin,
@@ -139,4 +159,82 @@ async fn every_scenario_runs_at_tiny_scale() {
     for r in &reports {
         assert!(r.json_line().starts_with('{'));
     }
+}
+
+/// The tiny options with only `scenario` after the baseline; `None` (the skip said on stderr by
+/// the gateway's test support) when there is no PostgreSQL.
+fn on_postgres(scenario: Scenario) -> Option<BenchOptions> {
+    cluster::postgres().expect("PostgreSQL as configured")?;
+    let mut opts = tiny();
+    opts.setup.keynote = None;
+    opts.scenarios = vec![scenario];
+    Some(opts)
+}
+
+#[actix_web::test]
+async fn multi_runs_at_tiny_scale_on_postgres() {
+    let Some(opts) = on_postgres(Scenario::Multi) else {
+        return;
+    };
+    let reports = run(&opts).await.expect("the bench runs");
+    let names: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(names, ["ping", "multi-ping", "multi-burst", "multi-storm"]);
+    let by = |n: &str| reports.iter().find(|r| r.scenario == n).expect(n);
+
+    let ping = by("multi-ping");
+    assert_eq!((ping.sessions, ping.ok), (12, 120), "{:?}", ping.errors);
+    assert_eq!(ping.extra["instances"], 2);
+
+    let burst = by("multi-burst");
+    assert_eq!(burst.ok, 8, "{:?}", burst.errors);
+    let per: Vec<u64> = burst.extra["meetings_per_server"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    assert_eq!(per.len(), 2);
+    assert_eq!(per.iter().sum::<u64>(), 8);
+    assert!(per.iter().all(|n| *n > 0), "{per:?}");
+    assert!(burst.ratio_p99.is_some());
+
+    let storm = by("multi-storm");
+    assert_eq!(storm.ok, 12, "{:?}", storm.errors);
+    assert_eq!(
+        storm.extra["creates"], 1,
+        "one create for 12 joins through 2 instances"
+    );
+}
+
+#[actix_web::test]
+async fn fleet_scale_runs_at_tiny_scale_on_postgres() {
+    let Some(opts) = on_postgres(Scenario::FleetScale) else {
+        return;
+    };
+    let reports = run(&opts).await.expect("the bench runs");
+    let names: Vec<&str> = reports.iter().map(|r| r.scenario.as_str()).collect();
+    assert_eq!(names, ["ping", "fleet-quiet", "fleet-scale"]);
+    let by = |n: &str| reports.iter().find(|r| r.scenario == n).expect(n);
+
+    for name in ["fleet-quiet", "fleet-scale"] {
+        let r = by(name);
+        // 4 sessions, 10 joins a second each, for a second.
+        assert_eq!((r.sessions, r.ok), (4, 40), "{name}: {:?}", r.errors);
+        assert!(
+            r.extra["leader_rounds"].as_u64().unwrap_or(0) >= 1,
+            "{name}"
+        );
+        assert!(
+            r.extra["follower_rounds"].as_u64().unwrap_or(0) >= 1,
+            "{name}"
+        );
+        // In process, the instances' CPU cannot be told apart.
+        assert!(r.extra["leader_cpu_ms_per_round"].is_string(), "{name}");
+    }
+    let scale = by("fleet-scale");
+    assert_eq!(scale.extra["running_meetings"], 12);
+    assert_eq!(scale.extra["meetings_start_errors"], serde_json::json!({}));
+    assert_eq!(scale.extra["history_rows"], 500);
+    assert_eq!(scale.extra["servers"], 3);
+    assert!(scale.ratio_p99.is_some());
 }

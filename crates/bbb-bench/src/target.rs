@@ -210,7 +210,11 @@ pub fn sim_secret(i: usize) -> String {
     format!("bench-sim-{i}-secret-0123456789abcdef")
 }
 
-async fn start_sims(first: usize, n: usize, time_scale: f64) -> anyhow::Result<Vec<SimHandle>> {
+pub(crate) async fn start_sims(
+    first: usize,
+    n: usize,
+    time_scale: f64,
+) -> anyhow::Result<Vec<SimHandle>> {
     let mut v = Vec::new();
     for i in first..first + n {
         let cfg = SimConfig {
@@ -365,7 +369,7 @@ pub async fn start(opts: &SetupOptions) -> anyhow::Result<Target> {
 
 /// The abuse limits out of the way (`limits.*` as environment variables): every bench session
 /// comes from 127.0.0.1 and sends as fast as it is answered, which is what the limits stop.
-const UNLIMITED: [(&str, &str); 5] = [
+pub(crate) const UNLIMITED: [(&str, &str); 5] = [
     ("BBB_GATEWAY__LIMITS__FRAMES_PER_SEC", "1000000000"),
     ("BBB_GATEWAY__LIMITS__FRAMES_BURST", "1000000000"),
     ("BBB_GATEWAY__LIMITS__CONNECTIONS_PER_IP", "1000000000"),

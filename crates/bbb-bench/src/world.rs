@@ -13,7 +13,11 @@ pub const SPREAD_WORLD: &str = "bench-spread";
 pub const SECRET: &str = "bench-world-jwt-secret-0123456789abcdef";
 /// The world of the `churn` scenario, served by its own (time-scaled) servers.
 pub const CHURN_WORLD: &str = "bench-churn";
-/// The room every session of `cold-storm` asks for at once.
+/// The world of the `multi` scenario (several instances on one database).
+pub const MULTI_WORLD: &str = "bench-multi";
+/// Rooms of each `fleet-scale` world (a platform hosting many events: one world each).
+pub const FLEET_ROOMS_PER_WORLD: usize = 100;
+/// The room every session of `cold-storm` (and of the `multi` storm) asks for at once.
 pub const STORM_ROOM: &str = "storm";
 /// The world of the `keynote` scenario, served by servers with a capacity.
 pub const KEYNOTE_WORLD: &str = "bench-keynote";
@@ -28,6 +32,25 @@ pub fn warm_room(i: usize) -> String {
 /// Id of spread room `i`.
 pub fn spread_room(i: usize) -> String {
     format!("spread_{i}")
+}
+
+/// Id of room `i` of the `multi` burst.
+pub fn burst_room(i: usize) -> String {
+    format!("burst_{i}")
+}
+
+/// Id of `fleet-scale` world `w`.
+pub fn fleet_world_id(w: usize) -> String {
+    format!("bench-fleet-{w}")
+}
+
+/// World and room id of the `fleet-scale` room with global number `i`
+/// ([`FLEET_ROOMS_PER_WORLD`] rooms a world).
+pub fn fleet_room(i: usize) -> (String, String) {
+    (
+        fleet_world_id(i / FLEET_ROOMS_PER_WORLD),
+        format!("fleet_{}", i % FLEET_ROOMS_PER_WORLD),
+    )
 }
 
 /// Id of churn room `i`.
@@ -104,6 +127,24 @@ pub fn keynote_world(keynote: u32, breakouts: usize, breakout: u32) -> Value {
     w
 }
 
+/// The `multi` world: `rooms` burst rooms and the storm room, none running yet.
+pub fn multi_world(rooms: usize) -> Value {
+    let list = (0..rooms)
+        .map(|i| room(&burst_room(i), &format!("Workshop {i}")))
+        .chain(std::iter::once(room(STORM_ROOM, "Keynote")))
+        .collect();
+    world(MULTI_WORLD, list, Vec::new())
+}
+
+/// `fleet-scale` world `w`: [`FLEET_ROOMS_PER_WORLD`] rooms, one meeting each once the
+/// scenario started them.
+pub fn fleet_world(w: usize) -> Value {
+    let list = (0..FLEET_ROOMS_PER_WORLD)
+        .map(|i| room(&format!("fleet_{i}"), &format!("Session {i}")))
+        .collect();
+    world(&fleet_world_id(w), list, Vec::new())
+}
+
 /// The secret tokens are signed with.
 pub fn jwt_secret(secret: &str) -> JwtSecret {
     JwtSecret {
@@ -140,6 +181,8 @@ mod tests {
             spread_world(5),
             churn_world(5),
             keynote_world(800, 3, 20),
+            multi_world(4),
+            fleet_world(4),
         ] {
             bbb_gateway::world::parse_world_file(&w.to_string()).expect("a valid world file");
         }

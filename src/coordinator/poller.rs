@@ -78,6 +78,7 @@ impl BbbCoordinator {
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         self.prune_published();
         self.prune_calls();
+        self.forget_long_ended();
         if !self.polling {
             self.request_round(ctx, None);
         }

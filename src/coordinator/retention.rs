@@ -10,6 +10,8 @@ use crate::db::changes::Change;
 use crate::db::retention::{purge_batch, Purged};
 use crate::ids::MeetingKey;
 
+use super::lifecycle::MeetingState;
+
 use super::{BbbCoordinator, LocalActFut};
 
 /// How often the leader looks for what to delete.
@@ -20,6 +22,9 @@ const BATCH: i64 = 500;
 const PAUSE: Duration = Duration::from_millis(50);
 /// How long shared placement reservations are kept (ms).
 const RESERVATIONS_KEPT_MS: i64 = 3_600_000;
+/// How long a meeting BBB ended stays in memory (its row stays in the database; a later join
+/// reads it from there, as after a restart).
+pub(super) const ENDED_KEPT: Duration = Duration::from_secs(600);
 /// How long a loaded call stays cached (calls never change; a later join reloads it).
 pub(super) const CALL_CACHE_TTL: Duration = Duration::from_secs(3600);
 
@@ -118,6 +123,24 @@ impl BbbCoordinator {
             self.meetings.remove(key);
         }
         self.publish();
+    }
+
+    /// Forgets meetings that ended more than [`ENDED_KEPT`] ago and have no create in flight,
+    /// so memory (and the per-server work of applying a poll) follows the meetings that run,
+    /// not every meeting this process ever saw.
+    pub(super) fn forget_long_ended(&mut self) {
+        let now = Instant::now();
+        let stale: Vec<MeetingKey> = self
+            .meetings
+            .iter()
+            .filter(|e| matches!(e.state(), MeetingState::Ended { .. }))
+            .filter(|e| now.saturating_duration_since(e.changed_at()) >= ENDED_KEPT)
+            .filter(|e| !self.inflight.contains_key(&e.key))
+            .map(|e| e.key.clone())
+            .collect();
+        for key in &stale {
+            self.meetings.remove(key);
+        }
     }
 
     /// Drops calls cached longer than [`CALL_CACHE_TTL`].

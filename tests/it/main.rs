@@ -19,6 +19,7 @@ mod liveness;
 mod moderation;
 mod multi_instance;
 mod raw_ws;
+mod room_move;
 mod secrets;
 mod signals;
 mod status_page;

@@ -8,7 +8,9 @@ mod bbb_join;
 mod bbb_sim;
 mod browser;
 mod capacity;
+mod cdp;
 mod cli;
+mod dashboard;
 #[cfg(feature = "demo")]
 mod demo;
 mod faults;
@@ -22,5 +24,4 @@ mod raw_ws;
 mod room_move;
 mod secrets;
 mod signals;
-mod status_page;
 mod ws_protocol;

@@ -38,7 +38,7 @@ fn card(id: impl std::fmt::Display) -> String {
 
 const PAGE_TEXT: &str = "document.body.innerText";
 
-async fn server_status(app: &TestApp, id: impl std::fmt::Display) -> Value {
+async fn server_status(app: &TestApp, id: bbb_gateway::ids::ServerId) -> Value {
     let (status, body) = get(app, "/api/v1/status", Some(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -46,7 +46,7 @@ async fn server_status(app: &TestApp, id: impl std::fmt::Display) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"].to_string() == id.to_string())
+        .find(|s| s["id"] == id.get())
         .cloned()
         .unwrap()
 }

@@ -146,7 +146,7 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Application> {
     println!(
         "  status:           curl -H 'Authorization: Bearer {admin_token}' {admin}/api/v1/status"
     );
-    println!("  status page:      {admin}/admin/#token={admin_token}");
+    println!("  dashboard:        {admin}/admin/#token={admin_token}");
     println!("  metrics:          {admin}/metrics");
     println!("  ready:            curl http://127.0.0.1:{port}/readyz");
     // The running binary's own path, so the example works without `bbb-gateway` on PATH.

@@ -1,7 +1,9 @@
-//! The admin surface: REST status and server control, private calls, Prometheus metrics and a
-//! small HTML status page. Every `/api/v1` route needs a bearer admin token.
+//! The admin surface: REST status and server control, room moves, private calls, Prometheus
+//! metrics and the operator dashboard. Every `/api/v1` route needs a bearer admin token.
 
 mod auth;
+mod overview;
+mod room_move;
 mod routes;
 
 use actix_web::web;
@@ -21,12 +23,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
                 .app_data(web::PathConfig::default().error_handler(routes::path_error))
                 .route("/status", web::get().to(routes::status))
+                .route("/load-history", web::get().to(overview::load_history))
                 .route("/servers/{id}/state", web::post().to(routes::set_state))
                 .route(
                     "/servers/{id}/capacity",
                     web::post().to(routes::set_capacity),
                 )
                 .route("/servers/{id}/panic", web::post().to(routes::panic))
-                .route("/worlds/{world}/calls", web::post().to(routes::create_call)),
+                .route("/worlds/{world}/calls", web::post().to(routes::create_call))
+                .route(
+                    "/worlds/{world}/rooms/{room}/move",
+                    web::post().to(room_move::move_room),
+                ),
         );
 }

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::coordinator::{
-    AdminError, FleetStatus, GetFleetStatus, PanicServer, SetServerCapacity, SetServerState,
+    AdminError, FleetStatus, GetFleetStatus, ListMeetings, PanicServer, SetServerCapacity,
+    SetServerState,
 };
 use crate::db::servers::ServerState;
 use crate::db::{calls, DbError};
@@ -19,7 +20,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -30,7 +31,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
@@ -85,9 +86,9 @@ impl From<actix::MailboxError> for ApiError {
     }
 }
 
-type ApiResult = Result<HttpResponse, ApiError>;
+pub(super) type ApiResult = Result<HttpResponse, ApiError>;
 
-fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(super) fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if super::authorized(req, &state.settings.admin.tokens) {
         Ok(())
     } else {
@@ -99,7 +100,7 @@ fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Parses a JSON body; the 400 names the JSON path of the problem (`state: unknown variant…`).
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -117,11 +118,16 @@ pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     actix_web::error::InternalError::from_response(err, response).into()
 }
 
-/// `GET /api/v1/status`.
+/// `GET /api/v1/status`: the fleet, the meetings placed on it, and when this was taken.
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
     check(&req, &state)?;
     let fleet = state.coordinator.send(GetFleetStatus).await?;
-    Ok(HttpResponse::Ok().json(status_json(&state, &fleet)))
+    let meetings = state.coordinator.send(ListMeetings).await?;
+    let mut doc = status_json(&state, &fleet);
+    doc["meetings"] =
+        serde_json::Value::Array(super::overview::meetings_json(&state, meetings).await);
+    doc["now_ms"] = json!(crate::db::now_ms());
+    Ok(HttpResponse::Ok().json(doc))
 }
 
 /// The status document: servers, totals, gateway figures. Built from [`FleetStatus`], which

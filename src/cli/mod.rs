@@ -3,6 +3,7 @@
 
 mod calls;
 mod client;
+mod rooms;
 mod servers;
 mod users;
 mod worlds;
@@ -41,6 +42,9 @@ pub(crate) enum Command {
     /// Manage the BBB servers meetings are placed on.
     #[command(subcommand)]
     Server(servers::ServerCommand),
+    /// Move a room's meeting to another server (through the running gateway).
+    #[command(subcommand)]
+    Room(rooms::RoomCommand),
     /// Import or export worlds (rooms, permissions, JWT secrets).
     #[command(subcommand)]
     World(worlds::WorldCommand),
@@ -70,6 +74,7 @@ pub fn run() -> i32 {
         Command::Serve { demo } => serve(settings, demo),
         Command::Migrate => migrate(&settings),
         Command::Server(cmd) => servers::run(&settings, cmd),
+        Command::Room(cmd) => rooms::run(&settings, cmd),
         Command::World(cmd) => worlds::run(&settings, cmd),
         Command::Call(cmd) => calls::run(&settings, cmd),
         Command::User(cmd) => users::run(&settings, cmd),

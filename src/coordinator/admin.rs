@@ -65,7 +65,10 @@ pub struct ServerStatus {
     pub tag: Option<String>,
     /// Exclusive to this world; `None`: shared.
     pub world: Option<String>,
+    /// When the last poll was sent, whether it succeeded or not (ms since the Unix epoch).
     pub last_poll_at_ms: Option<i64>,
+    /// When the last successful poll was sent.
+    pub last_good_poll_at_ms: Option<i64>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     /// `bbbVersion` from the server's API index, once it answered.
@@ -184,6 +187,7 @@ impl BbbCoordinator {
                     tag: s.row().tag.clone(),
                     world: s.row().world_id.clone(),
                     last_poll_at_ms: s.last_poll_at_ms(),
+                    last_good_poll_at_ms: s.last_good_poll_at_ms(),
                     last_error: s.last_error().map(str::to_string),
                     consecutive_failures: s.poll_failures(),
                     bbb_version: s.bbb_version().map(str::to_string),

@@ -253,9 +253,7 @@ impl BbbCoordinator {
         if let Some(target) = attempts.forced {
             return if attempts.skip.contains(&target) {
                 Err(NoEligibleServer {
-                    message: format!(
-                        "server {target} did not answer the create; the meeting stays where it was"
-                    ),
+                    message: format!("server {target} did not answer the create"),
                     full: false,
                 })
             } else {

@@ -25,6 +25,7 @@ use crate::bbb::{MeetingInfo, ServerEndpoint};
 use crate::db::servers::{ServerRow, ServerState};
 use crate::ids::ServerId;
 
+use super::load_history::{LoadHistory, PollSample};
 use super::placement::{self, Candidate};
 
 /// Load figures of a server's last successful poll.
@@ -46,6 +47,15 @@ pub struct PollLoad {
 }
 
 impl PollLoad {
+    /// These figures as a point of the load history.
+    fn sample(&self) -> PollSample {
+        PollSample::Good {
+            load: self.load,
+            participants: self.participants,
+            occupancy: self.occupancy,
+        }
+    }
+
     /// Sums a `getMeetings` reply (all meetings on the server count, ours or not) sent at
     /// `now_ms`. `expected` gives the expected size of meetings with a standing reservation;
     /// other young meetings count at least [`placement::YOUNG_MEETING_PARTICIPANTS`].
@@ -82,6 +92,26 @@ impl PollLoad {
                 .unwrap_or(0),
             load,
             occupancy,
+        }
+    }
+}
+
+/// One meeting's figures from the last successful poll of its server (for the dashboard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolledMeeting {
+    pub participants: u32,
+    pub moderators: u32,
+    pub voice: u32,
+    pub videos: u32,
+}
+
+impl From<&MeetingInfo> for PolledMeeting {
+    fn from(m: &MeetingInfo) -> Self {
+        PolledMeeting {
+            participants: m.participant_count,
+            moderators: m.moderator_count,
+            voice: m.voice_participant_count,
+            videos: m.video_count,
         }
     }
 }
@@ -133,6 +163,13 @@ pub struct ServerLive {
     poll_successes: u32,
     load: PollLoad,
     last_poll_at_ms: Option<i64>,
+    /// When the last successful poll was sent (ms).
+    last_good_poll_at_ms: Option<i64>,
+    /// Figures of each meeting the last successful poll listed, by BBB meeting id (empty on
+    /// an instance that follows the leader's polls: it only knows the totals).
+    polled_meetings: HashMap<String, PolledMeeting>,
+    /// Load over the last hour.
+    history: LoadHistory,
     /// Why the last contact failed (no secrets: BBB errors never carry the URL).
     last_error: Option<String>,
     /// Meetings this instance placed here that are still young (see the module docs).
@@ -163,6 +200,9 @@ impl ServerLive {
             poll_successes: 0,
             load: PollLoad::default(),
             last_poll_at_ms: None,
+            last_good_poll_at_ms: None,
+            polled_meetings: HashMap::new(),
+            history: LoadHistory::default(),
             last_error: None,
             reservations: Vec::new(),
             polled_through_ms: None,
@@ -217,6 +257,22 @@ impl ServerLive {
 
     pub fn last_poll_at_ms(&self) -> Option<i64> {
         self.last_poll_at_ms
+    }
+
+    /// When the last successful poll was sent (ms).
+    pub fn last_good_poll_at_ms(&self) -> Option<i64> {
+        self.last_good_poll_at_ms
+    }
+
+    /// A meeting's figures from the last successful poll (`None`: not listed, or unknown
+    /// here).
+    pub fn polled_meeting(&self, meeting_id: &str) -> Option<PolledMeeting> {
+        self.polled_meetings.get(meeting_id).copied()
+    }
+
+    /// Load over the last hour.
+    pub fn history(&self) -> &LoadHistory {
+        &self.history
     }
 
     pub fn last_error(&self) -> Option<&str> {
@@ -483,6 +539,12 @@ impl Fleet {
                 .collect();
             s.load = PollLoad::from_meetings(meetings, sent_ms, |m| expected.get(m).copied());
             s.polled_through_ms = Some(sent_ms);
+            s.last_good_poll_at_ms = Some(sent_ms);
+            s.polled_meetings = meetings
+                .iter()
+                .map(|m| (m.meeting_id.clone(), PolledMeeting::from(m)))
+                .collect();
+            s.history.record(sent_ms, s.load.sample());
             if !s.online && s.poll_successes >= healthy_after.max(1) {
                 s.online = true;
                 s.version_checked = false;
@@ -507,6 +569,7 @@ impl Fleet {
             s.contact_failures = s.contact_failures.saturating_add(1);
             s.last_poll_at_ms = Some(now_ms);
             s.last_error = Some(error);
+            s.history.record(now_ms, PollSample::Failed);
             s.reservations.retain(|r| r.standing_at(now_ms));
             if s.online && s.poll_failures >= unhealthy_after.max(1) {
                 s.online = false;
@@ -548,6 +611,15 @@ impl Fleet {
                 occupancy: count(row.occupancy),
             };
             s.last_poll_at_ms = (row.polled_at > 0).then_some(row.polled_at);
+            s.polled_meetings.clear();
+            if row.polled_at > 0 {
+                if row.consecutive_failures == 0 {
+                    s.last_good_poll_at_ms = Some(row.polled_at);
+                    s.history.record(row.polled_at, s.load.sample());
+                } else {
+                    s.history.record(row.polled_at, PollSample::Failed);
+                }
+            }
             if row.last_error.is_some() {
                 s.last_error = row.last_error.clone();
             }
@@ -720,6 +792,30 @@ mod tests {
         f.reserve(s(1), "tiny", 0, now);
         f.poll_succeeded(s(1), now + 1, &[meeting("tiny", 2)], 1);
         assert_eq!(f.candidates(now + 1, AGE)[0].occupancy, 2);
+    }
+
+    #[test]
+    fn polls_feed_the_load_history_and_the_meeting_figures() {
+        let mut f = Fleet::default();
+        f.apply_rows(vec![row(1)]);
+        let t0 = 1_000 * super::super::load_history::BUCKET_MS;
+        f.poll_succeeded(s(1), t0, &[meeting("a", 7), meeting("b", 2)], 1);
+        let one = f.get(s(1)).unwrap();
+        assert_eq!(one.polled_meeting("a").map(|m| m.participants), Some(7));
+        assert_eq!(one.last_good_poll_at_ms(), Some(t0));
+        f.poll_failed(s(1), "down".into(), t0 + 60_000, 3);
+        let one = f.get(s(1)).unwrap();
+        assert_eq!(
+            one.last_good_poll_at_ms(),
+            Some(t0),
+            "only good polls count"
+        );
+        assert_eq!(one.last_poll_at_ms(), Some(t0 + 60_000));
+        let points = one.history().points(t0 + 60_000);
+        assert_eq!(points.len(), 2);
+        assert_eq!((points[0].participants, points[0].failed), (9, false));
+        assert!(points[0].load > 0.0);
+        assert!(points[1].failed);
     }
 
     #[test]

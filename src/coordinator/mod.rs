@@ -20,8 +20,10 @@ mod ensure;
 pub mod fleet;
 mod follower;
 pub mod lifecycle;
+pub mod load_history;
 pub mod meetings;
 mod moves;
+mod overview;
 pub mod placement;
 mod poller;
 pub mod recordings;
@@ -65,6 +67,7 @@ use ensure::MeetingSpec;
 use fleet::Fleet;
 use meetings::MeetingTable;
 pub use moves::{MoveError, MoveRoom, Moved};
+pub use overview::{GetLoadHistory, ListMeetings, MeetingStatus, ServerHistory};
 pub use remote::RemoteChange;
 pub use retention::{PurgeNow, PurgeReport};
 

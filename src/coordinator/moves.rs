@@ -14,7 +14,7 @@ use crate::ids::{MeetingKey, ServerId};
 use crate::world::WorldSnapshot;
 
 use super::ensure::{Attempts, MeetingSpec};
-use super::BbbCoordinator;
+use super::{BbbCoordinator, LocalActFut};
 
 /// Moves `room`'s meeting (in `world`) to `server`.
 pub struct MoveRoom {
@@ -110,18 +110,41 @@ impl Handler<MoveRoom> for BbbCoordinator {
         let mut attempts = Attempts::new(Instant::now() + self.settings.join_deadline);
         attempts.forced = Some(server);
         log::info!("moving the meeting of {key} to server {server} (operator)");
-        Box::pin(
-            self.lead(spec, attempts)
-                .map(move |res, _act, _ctx| match res {
-                    Ok(target) => Ok(Moved {
-                        from,
-                        to: target.server,
-                        create_time: target.create_time,
-                    }),
-                    Err(e) => Err(MoveError::Failed(
-                        e.message.unwrap_or_else(|| "BBB did not create it".into()),
-                    )),
-                }),
-        )
+        Box::pin(self.lead(spec, attempts).then(
+            move |res, act, _ctx| -> LocalActFut<Result<Moved, MoveError>> {
+                let e = match res {
+                    Ok(target) => {
+                        return Box::pin(fut::ready(Ok(Moved {
+                            from,
+                            to: target.server,
+                            create_time: target.create_time,
+                        })))
+                    }
+                    Err(e) => e,
+                };
+                let failed =
+                    MoveError::Failed(e.message.unwrap_or_else(|| "BBB did not create it".into()));
+                // The placement on the target was claimed in the database before its create
+                // was sent; put it back, or the next poll round would follow the stored
+                // placement and end the meeting where it still runs. Conditional: a placement
+                // someone else changed meanwhile stays as it is.
+                let db = act.db.clone();
+                let revert = async move {
+                    let put_back = db
+                        .run({
+                            let key = key.clone();
+                            move |c| crate::db::meetings::claim(c, &key, Some(server), from, None)
+                        })
+                        .await;
+                    if let Err(e) = put_back {
+                        log::warn!(
+                            "cannot put the placement of {key} back after a failed move: {e}"
+                        );
+                    }
+                    Err(failed)
+                };
+                Box::pin(revert.into_actor(act))
+            },
+        ))
     }
 }

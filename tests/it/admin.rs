@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use crate::fleet::*;
 use crate::helpers::*;
 
-const TOKEN: &str = "test-admin-token-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789";
 
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
+pub async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
     let mut req = awc::Client::default().get(app.admin_url(path));
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
@@ -21,7 +21,7 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
     )
 }
 
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+pub async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let mut req = awc::Client::default()
         .post(app.admin_url(path))
         .insert_header(("Content-Type", "application/json"));
@@ -35,7 +35,7 @@ async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) -> (u1
 }
 
 /// Asserts that no configured secret appears in `text`.
-fn assert_no_secrets(text: &str) {
+pub fn assert_no_secrets(text: &str) {
     for secret in [
         sim_secret(1),
         sim_secret(2),
@@ -167,8 +167,8 @@ async fn the_bearer_scheme_is_case_insensitive() {
 async fn status_lists_servers_without_secrets() {
     let app = spawn_app().await;
     app.import_world(&sample_world("w1")).await;
-    let (_sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
-    let (_sim2, _) = add_sim(&app, 2, ChecksumAlgorithm::Sha1).await;
+    let (sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (sim2, _) = add_sim(&app, 2, ChecksumAlgorithm::Sha1).await;
     let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
     let url = bob.room_url("room_1").await;
     set_participants(
@@ -199,6 +199,8 @@ async fn status_lists_servers_without_secrets() {
         "weight",
         "tag",
         "last_poll_at_ms",
+        "last_good_poll_at_ms",
+        "last_error",
         "capacity",
         "occupancy",
         "headroom",
@@ -215,6 +217,52 @@ async fn status_lists_servers_without_secrets() {
     assert_eq!(v["totals"]["participants"], 7);
     assert_eq!(v["totals"]["meetings"], 1);
     assert_eq!(v["gateway"]["sessions_connected"], 1);
+    // The meetings, with their names and polled figures.
+    let meetings = v["meetings"].as_array().unwrap();
+    assert_eq!(meetings.len(), 1, "{}", v["meetings"]);
+    let m = &meetings[0];
+    assert_eq!(
+        (&m["world"], &m["world_title"], &m["room"], &m["room_name"]),
+        (
+            &json!("w1"),
+            &json!("Sample Conference"),
+            &json!("room_1"),
+            &json!("Gruppenraum 1")
+        )
+    );
+    assert_eq!(m["state"], "running");
+    assert_eq!((&m["participants"], &m["voice"]), (&json!(7), &json!(3)));
+    assert_eq!(m["meeting_id"], query(&url)["meetingID"]);
+    assert!(m["create_time_ms"].as_i64().unwrap() > 0);
+    assert!(m.get("attendee_pw").is_none() && m.get("moderator_pw").is_none());
+    let on = m["server"].as_i64().unwrap();
+    assert_eq!(
+        port_of(&url),
+        if on == i64::from(id1.get()) {
+            sim1.port()
+        } else {
+            sim2.port()
+        }
+    );
+    assert!(v["now_ms"].as_i64().unwrap() > 0);
+    // The load history has a point for every server, with the participants polled.
+    let (status, body) = get(&app, "/api/v1/load-history", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&h["bucket_secs"], &h["span_secs"]),
+        (&json!(30), &json!(3600))
+    );
+    let hosting = h["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == on)
+        .unwrap();
+    let last = hosting["points"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["participants"], 7);
+    assert!(last["load"].as_f64().unwrap() > 0.0);
+    assert_eq!(get(&app, "/api/v1/load-history", None).await.0, 401);
     assert!(v["gateway"]["uptime_secs"].is_number());
     // The coordinator's counters, each under its own name.
     for key in [

@@ -3,7 +3,11 @@
 use std::io::Write;
 use std::process::{Command, Output};
 
-use crate::helpers::{sample_world, WORLD_SECRET};
+use bbb_gateway::bbb::ChecksumAlgorithm;
+
+use crate::admin::{post, TOKEN};
+use crate::fleet::{add_sim, port_of};
+use crate::helpers::{sample_world, spawn_app, WORLD_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bbb-gateway");
 
@@ -27,6 +31,17 @@ impl Env {
         Env { dir, config }
     }
 
+    /// A config file with `text` (besides the database) in place of the default one.
+    fn configure(&mut self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        let database = format!(
+            "[database]\nurl = \"sqlite://{}/cli.sqlite3\"\n",
+            self.dir.path().display()
+        );
+        std::fs::write(&path, format!("{text}\n{database}")).unwrap();
+        self.config = path;
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .arg("--config")
@@ -35,6 +50,23 @@ impl Env {
             .env("RUST_LOG", "warn")
             .output()
             .unwrap()
+    }
+
+    /// Runs the command off the test's runtime, so an in-process gateway keeps answering.
+    async fn run_async(&self, args: &[&str]) -> Output {
+        let config = self.config.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        actix_web::web::block(move || {
+            Command::new(BIN)
+                .arg("--config")
+                .arg(config)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -339,6 +371,8 @@ fn every_command_has_help() {
         vec!["call", "create", "--help"],
         vec!["token", "--help"],
         vec!["client", "--help"],
+        vec!["room", "--help"],
+        vec!["room", "move", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -347,4 +381,96 @@ fn every_command_has_help() {
             "{args:?}"
         );
     }
+}
+
+/// `stdout` of a command that succeeded, `stderr` of one that failed.
+fn outcome(out: &Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[actix_web::test]
+async fn room_move_asks_the_running_gateway() {
+    let app = spawn_app().await;
+    app.import_world(&sample_world("w1")).await;
+    let (sim1, id1) = add_sim(&app, 1, ChecksumAlgorithm::Sha256).await;
+    let (mut bob, _) = app.ws_as("w1", "bob", &[], Some("Bob")).await;
+    assert_eq!(port_of(&bob.room_url("room_1").await), sim1.port());
+    let (sim2, id2) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
+    let (id1, id2) = (id1.to_string(), id2.to_string());
+    fn args(a: &[String]) -> Vec<&str> {
+        a.iter().map(String::as_str).collect()
+    }
+    let move_to = |server: &str| {
+        [
+            "room", "move", "--world", "w1", "--room", "room_1", "--server", server,
+        ]
+        .map(str::to_owned)
+    };
+
+    // The admin listener and token come from the same configuration the server reads.
+    let mut env = Env::new();
+    env.configure(
+        "gw.toml",
+        &format!(
+            "[http]\nadmin_listen = \"127.0.0.1:{}\"\n[admin]\ntokens = [\"{TOKEN}\"]",
+            app.admin_port
+        ),
+    );
+    let out = outcome(&env.run_async(&args(&move_to(&id2))).await).expect("moved");
+    assert!(
+        out.contains(&format!("from server {id1} to server {id2}")),
+        "{out}"
+    );
+    assert_eq!(port_of(&bob.room_url("room_1").await), sim2.port());
+
+    // Refusals exit non-zero with the gateway's reason.
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        r#"{"state":"cordoned"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let err = outcome(&env.run_async(&args(&move_to(&id1))).await).unwrap_err();
+    assert!(err.contains("409") && err.contains("cordoned"), "{err}");
+    let err = outcome(&env.run_async(&args(&move_to("4242"))).await).unwrap_err();
+    assert!(err.contains("404") && err.contains("4242"), "{err}");
+    assert_eq!(port_of(&bob.room_url("room_1").await), sim2.port());
+
+    // --url and --token override the configuration.
+    env.configure(
+        "elsewhere.toml",
+        "[http]\nadmin_listen = \"127.0.0.1:9\"\n[admin]\ntokens = [\"not-the-gateways-token-xxxxxxxx\"]",
+    );
+    let err = outcome(&env.run_async(&args(&move_to(&id2))).await).unwrap_err();
+    assert!(
+        err.contains("cannot reach") && err.contains("127.0.0.1:9"),
+        "{err}"
+    );
+    let mut with_url = move_to(&id2).to_vec();
+    with_url.extend(["--url".into(), app.admin_url("/")]);
+    let err = outcome(&env.run_async(&args(&with_url)).await).unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    post(
+        &app,
+        &format!("/api/v1/servers/{id1}/state"),
+        Some(TOKEN),
+        r#"{"state":"enabled"}"#,
+    )
+    .await;
+    let mut overridden = move_to(&id1).to_vec();
+    overridden.extend([
+        "--url".into(),
+        app.admin_url(""),
+        "--token".into(),
+        TOKEN.into(),
+    ]);
+    let out = outcome(&env.run_async(&args(&overridden)).await).expect("moved back");
+    assert!(out.contains(&format!("to server {id1}")), "{out}");
+    assert_eq!(port_of(&bob.room_url("room_1").await), sim1.port());
 }

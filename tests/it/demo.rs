@@ -222,7 +222,7 @@ fn demo_prints_commands_that_work() {
 
     // the admin plane is on its own port, the printed URLs reach it, the public one does not
     let ws_port = url::Url::parse(&ws).unwrap().port().unwrap();
-    let page = field("status page:");
+    let page = field("dashboard:");
     let page_url = url::Url::parse(&page).unwrap();
     assert_ne!(page_url.port(), Some(ws_port), "{page}");
     assert_eq!(page_url.fragment(), Some(&*format!("token={admin}")));

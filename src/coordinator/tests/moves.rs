@@ -76,6 +76,13 @@ async fn a_failed_create_on_the_target_leaves_the_meeting_where_it_was() {
     assert_eq!(h.fake.count(Some(&url_of(old)), "end"), 0);
     h.fake.with(&url_of(target), |s| s.create_error = None);
     assert_eq!(h.join("r2").await.base, url_of(old));
+    // The stored placement is back where the meeting runs, so polls leave it there.
+    assert_eq!(h.stored_server("r2"), Some(h.ids[old - 1]));
+    h.poll().await;
+    h.settle().await;
+    assert!(h.fake.runs(&url_of(old), mid), "still running where it was");
+    assert_eq!(h.fake.count(Some(&url_of(old)), "end"), 0);
+    assert_eq!(h.join("r2").await.base, url_of(old));
 }
 
 #[actix_web::test]

@@ -401,10 +401,24 @@ async fn state_changes_and_panics_through_one_instance_reach_the_other() {
 
 #[actix_web::test]
 async fn an_end_callback_received_by_one_instance_stops_warm_joins_on_the_other_within_a_second() {
-    // Confirmations never expire here: only the callback and its notification can do it.
-    let Some(cl) = cluster_with(1, |s| s.bbb.confirm_ttl_ms = 600_000).await else {
+    // Confirmations never expire here, and the leader's polls stay current for 15 s even on a
+    // loaded machine: only the callback and its notification can withdraw the meeting.
+    let Some(cl) = cluster_with(1, |s| {
+        s.bbb.confirm_ttl_ms = 600_000;
+        s.bbb.poll_interval_secs = 5;
+    })
+    .await
+    else {
         return;
     };
+    // Until the leader's first poll is stored, a follower trusts no server (it knows nothing
+    // about them yet) and answers nothing from memory.
+    for i in [&cl.a, &cl.b] {
+        wait_until("the leader's polls to be followed", WAIT, async || {
+            i.status().await.servers.iter().all(|s| !s.stale)
+        })
+        .await;
+    }
     let mut ca = cl.a.ws_as("multi", "alice").await;
     let mut cb = cl.b.ws_as("multi", "bob").await;
     let ask = json!({"room": "r0"});

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
+use bbb_gateway::bbb::{ChecksumAlgorithm, Secret, ServerEndpoint};
 use bbb_gateway::coordinator::{PollNow, ReloadServers};
 use bbb_gateway::db::servers::{self, NewServer};
 use bbb_sim::{self as sim, SimConfig, SimHandle};
@@ -12,6 +12,15 @@ use crate::helpers::TestApp;
 
 pub fn sim_secret(i: usize) -> String {
     format!("sim-{i}-shared-secret-abcdefghijkl")
+}
+
+/// How to call sim `i` listening on `sim_port` directly, as the gateway does (SHA-256).
+pub fn sim_endpoint(sim_port: u16, i: usize) -> ServerEndpoint {
+    ServerEndpoint {
+        base_url: format!("http://127.0.0.1:{sim_port}/bigbluebutton"),
+        secret: Secret::new(sim_secret(i)),
+        algorithm: ChecksumAlgorithm::Sha256,
+    }
 }
 
 pub fn sim_config(i: usize) -> SimConfig {

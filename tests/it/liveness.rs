@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use bbb_gateway::bbb::ServerEndpoint;
-use bbb_gateway::bbb::{AwcBbbClient, BbbApi, BbbClientConfig, ChecksumAlgorithm, Secret};
+use bbb_gateway::bbb::{AwcBbbClient, BbbApi, BbbClientConfig, ChecksumAlgorithm};
 use bbb_gateway::coordinator::{GetFleetStatus, PollNow};
 use bbb_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::{json, Value};
@@ -63,20 +62,12 @@ pub async fn add_scaled_sim(app: &TestApp, i: usize) -> SimHandle {
     sim
 }
 
-fn endpoint(sim_port: u16, i: usize) -> ServerEndpoint {
-    ServerEndpoint {
-        base_url: format!("http://127.0.0.1:{sim_port}/bigbluebutton"),
-        secret: Secret::new(sim_secret(i)),
-        algorithm: ChecksumAlgorithm::Sha256,
-    }
-}
-
 /// A moderator presses "End meeting" in BBB.
 async fn end_in_bbb(join_url: &str, i: usize) {
     let client = AwcBbbClient::new(BbbClientConfig::default());
     let mid = query(join_url)["meetingID"].clone();
     client
-        .end(&endpoint(port_of(join_url), i), &mid)
+        .end(&sim_endpoint(port_of(join_url), i), &mid)
         .await
         .expect("end");
 }
@@ -86,7 +77,7 @@ async fn runs(join_url: &str, i: usize) -> bool {
     let client = AwcBbbClient::new(BbbClientConfig::default());
     let mid = query(join_url)["meetingID"].clone();
     client
-        .get_meetings(&endpoint(port_of(join_url), i))
+        .get_meetings(&sim_endpoint(port_of(join_url), i))
         .await
         .expect("getMeetings")
         .iter()

@@ -18,7 +18,7 @@ use bbb_gateway::state::AppState;
 use bbb_sim::SimHandle;
 use serde_json::{json, Value};
 
-use crate::fleet::{calls, open_join, port_of, query, sim_secret, start_sim};
+use crate::fleet::{calls, open_join, port_of, query, sim_endpoint, sim_secret, start_sim};
 use crate::helpers::{test_settings, token_for, wait_until, WORLD_SECRET};
 
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -52,6 +52,22 @@ impl Instance {
         };
         actix_web::rt::spawn(app.run_until_stopped());
         instance
+    }
+
+    /// Waits until the instance serves: it knows the worlds and `servers` servers, and trusts
+    /// them, i.e. the leader's first poll is stored and followed (until then a follower knows
+    /// nothing about the servers and re-confirms every join with a `create`).
+    pub async fn ready(&self, servers: usize) {
+        self.state.worlds.refresh().await.unwrap();
+        wait_until(
+            "the instance to know and trust every server",
+            WAIT,
+            async || {
+                let s = self.status().await;
+                s.servers.len() == servers && s.servers.iter().all(|s| !s.stale)
+            },
+        )
+        .await;
     }
 
     pub async fn status(&self) -> FleetStatus {
@@ -98,12 +114,22 @@ pub(crate) fn world(n: usize) -> Value {
     })
 }
 
+/// A fresh PostgreSQL database for several instances, held by one such test at a time: each
+/// runs several gateways against timing bounds (leases, spreads, single flight), which two of
+/// them at once on a 2-core machine would measure instead.
+pub(crate) struct SharedDatabase {
+    pub db: TestDb,
+    pub server_ids: Vec<bbb_gateway::ids::ServerId>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Whose turn it is to run several instances.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fresh PostgreSQL database with `sims` registered as servers and [`world`] of `rooms`
-/// imported, and the servers' ids. `None` when no PostgreSQL is configured.
-pub(crate) async fn shared_database(
-    sims: &[SimHandle],
-    rooms: usize,
-) -> Option<(TestDb, Vec<bbb_gateway::ids::ServerId>)> {
+/// imported, once no other multi-instance test runs. `None` when no PostgreSQL is configured.
+pub(crate) async fn shared_database(sims: &[SimHandle], rooms: usize) -> Option<SharedDatabase> {
+    let turn = TURN.lock().await;
     let Some(db) = TestDb::postgres() else {
         return None; // reported as skipped by TestDb
     };
@@ -127,7 +153,11 @@ pub(crate) async fn shared_database(
         .run(move |c| bbb_gateway::world::import_world(c, &file))
         .await
         .unwrap();
-    Some((db, server_ids))
+    Some(SharedDatabase {
+        db,
+        server_ids,
+        _turn: turn,
+    })
 }
 
 /// Two sims, a fresh PostgreSQL database with both registered and the world imported, and two
@@ -137,7 +167,7 @@ struct Cluster {
     b: Instance,
     sims: Vec<SimHandle>,
     server_ids: Vec<bbb_gateway::ids::ServerId>,
-    _db: TestDb,
+    _db: SharedDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -147,11 +177,11 @@ async fn cluster(rooms: usize) -> Option<Cluster> {
 
 async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
     let sims = vec![start_sim(0).await, start_sim(1).await];
-    let (db, server_ids) = shared_database(&sims, rooms).await?;
+    let shared = shared_database(&sims, rooms).await?;
     let dir = tempfile::tempdir().unwrap();
     let settings = || {
         let mut s = test_settings(&dir);
-        s.database.url = db.url.clone();
+        s.database.url = shared.db.url.clone();
         s.database.pool_size = 4;
         tweak(&mut s);
         s
@@ -159,18 +189,14 @@ async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Clu
     let a = Instance::start(settings()).await;
     let b = Instance::start(settings()).await;
     for i in [&a, &b] {
-        i.state.worlds.refresh().await.unwrap();
-        wait_until("both servers known", WAIT, async || {
-            i.status().await.servers.len() == 2
-        })
-        .await;
+        i.ready(2).await;
     }
     Some(Cluster {
         a,
         b,
         sims,
-        server_ids,
-        _db: db,
+        server_ids: shared.server_ids.clone(),
+        _db: shared,
         _dir: dir,
     })
 }
@@ -411,14 +437,6 @@ async fn an_end_callback_received_by_one_instance_stops_warm_joins_on_the_other_
     else {
         return;
     };
-    // Until the leader's first poll is stored, a follower trusts no server (it knows nothing
-    // about them yet) and answers nothing from memory.
-    for i in [&cl.a, &cl.b] {
-        wait_until("the leader's polls to be followed", WAIT, async || {
-            i.status().await.servers.iter().all(|s| !s.stale)
-        })
-        .await;
-    }
     let mut ca = cl.a.ws_as("multi", "alice").await;
     let mut cb = cl.b.ws_as("multi", "bob").await;
     let ask = json!({"room": "r0"});
@@ -443,12 +461,7 @@ async fn an_end_callback_received_by_one_instance_stops_warm_joins_on_the_other_
         "B answers from memory"
     );
     // A moderator ends it in BBB; BBB calls A.
-    let sim = &cl.sims[cl.sim_index(ua)];
-    let ep = bbb_gateway::bbb::ServerEndpoint {
-        base_url: sim.base_url(),
-        secret: Secret::new(sim_secret(cl.sim_index(ua))),
-        algorithm: ChecksumAlgorithm::Sha256,
-    };
+    let ep = sim_endpoint(port_of(ua), cl.sim_index(ua));
     let client = bbb_gateway::bbb::AwcBbbClient::new(Default::default());
     bbb_gateway::bbb::BbbApi::end(&client, &ep, &query(ua)["meetingID"])
         .await

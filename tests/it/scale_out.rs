@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bbb_gateway::client::WsClient;
 use bbb_gateway::config::Settings;
-use bbb_gateway::db::testing::TestDb;
 use bbb_gateway::ids::ServerId;
 use bbb_sim::SimHandle;
 use futures_util::future::join_all;
@@ -21,9 +20,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::fleet::{calls, port_of, query, sim_config, start_sim};
+use crate::fleet::{calls, port_of, query, sim_config, sim_endpoint, start_sim};
 use crate::helpers::{test_settings, token_for, wait_until};
-use crate::multi_instance::{shared_database, Instance};
+use crate::multi_instance::{shared_database, Instance, SharedDatabase};
 
 const WAIT: Duration = Duration::from_secs(30);
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -32,7 +31,7 @@ const ADMIN: &str = "test-admin-token-0123456789";
 struct Cluster {
     instances: Vec<Instance>,
     sims: Vec<SimHandle>,
-    _db: TestDb,
+    _db: SharedDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -43,27 +42,23 @@ async fn cluster(
     tweak: impl Fn(&mut Settings),
 ) -> Option<Cluster> {
     let sims = join_all((0..sims).map(start_sim)).await;
-    let (db, _ids) = shared_database(&sims, rooms).await?;
+    let shared = shared_database(&sims, rooms).await?;
     let dir = tempfile::tempdir().unwrap();
     let mut started = Vec::new();
     for _ in 0..instances {
         let mut s = test_settings(&dir);
-        s.database.url = db.url.clone();
+        s.database.url = shared.db.url.clone();
         s.database.pool_size = 4;
         tweak(&mut s);
         started.push(Instance::start(s).await);
     }
     for i in &started {
-        i.state.worlds.refresh().await.unwrap();
-        wait_until("every server known", WAIT, async || {
-            i.status().await.servers.len() == sims.len()
-        })
-        .await;
+        i.ready(sims.len()).await;
     }
     Some(Cluster {
         instances: started,
         sims,
-        _db: db,
+        _db: shared,
         _dir: dir,
     })
 }
@@ -278,9 +273,7 @@ impl Process {
 
 /// Where each meeting runs, from every sim's `getMeetings` (asked as the gateway asks).
 async fn running(sims: &[SimHandle]) -> HashMap<String, Vec<u16>> {
-    use bbb_gateway::bbb::{
-        AwcBbbClient, BbbApi, BbbClientConfig, ChecksumAlgorithm, Secret, ServerEndpoint,
-    };
+    use bbb_gateway::bbb::{AwcBbbClient, BbbApi, BbbClientConfig};
     let client = AwcBbbClient::new(BbbClientConfig {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
@@ -288,12 +281,11 @@ async fn running(sims: &[SimHandle]) -> HashMap<String, Vec<u16>> {
     });
     let mut out: HashMap<String, Vec<u16>> = HashMap::new();
     for (i, s) in sims.iter().enumerate() {
-        let endpoint = ServerEndpoint {
-            base_url: s.base_url(),
-            secret: Secret::new(crate::fleet::sim_secret(i)),
-            algorithm: ChecksumAlgorithm::Sha256,
-        };
-        for m in client.get_meetings(&endpoint).await.unwrap() {
+        for m in client
+            .get_meetings(&sim_endpoint(s.port(), i))
+            .await
+            .unwrap()
+        {
             out.entry(m.meeting_id).or_default().push(s.port());
         }
     }
@@ -314,9 +306,10 @@ async fn a_leader_killed_mid_poll_is_replaced_within_one_lease() {
                 .unwrap(),
         );
     }
-    let Some((db, _ids)) = shared_database(&sims, 6).await else {
+    let Some(shared) = shared_database(&sims, 6).await else {
         return;
     };
+    let db = &shared.db;
     let mut procs: Vec<Process> = (0..3).map(|_| Process::spawn(&db.url, LEASE_MS)).collect();
     let mut before = HashMap::new();
     for r in 0..6 {
@@ -466,9 +459,10 @@ async fn an_instance_cut_off_from_the_database_stops_leading_and_serving_from_me
 {
     const LEASE: Duration = Duration::from_millis(3000);
     let sims = join_all((0..2).map(start_sim)).await;
-    let Some((db, _ids)) = shared_database(&sims, 2).await else {
+    let Some(shared) = shared_database(&sims, 2).await else {
         return;
     };
+    let db = &shared.db;
     let pg_port = url::Url::parse(&db.url).unwrap().port().unwrap_or(5432);
     let proxy = Proxy::start(pg_port).await;
     let dir = tempfile::tempdir().unwrap();

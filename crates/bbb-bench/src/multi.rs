@@ -123,18 +123,7 @@ async fn run_multi(
     r.relate_to(&baseline);
     r.set("instances", instances);
     let per = simctl::meetings_per_server(ports).await?;
-    let counts: Vec<usize> = per.values().copied().collect();
-    let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
-    let worst = counts
-        .iter()
-        .map(|c| (*c as f64 - mean).abs() / mean.max(1e-9))
-        .fold(0.0, f64::max);
-    r.set("meetings_per_server", json!(counts));
-    r.set(
-        "max_deviation_from_mean_pct",
-        (worst * 1000.0).round() / 10.0,
-    );
-    r.target("every server within +-10 % of the mean", worst <= 0.10);
+    super::scenarios::report_spread(&mut r, per.values().copied().collect());
     let burst_report = r;
 
     // The storm: every storm session asks for the same new room at once while BBB is slow.

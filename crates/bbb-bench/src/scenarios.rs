@@ -39,6 +39,22 @@ fn room_url(room: String) -> Op {
 }
 
 /// Fails when sessions could not be opened: every figure after that would be wrong.
+/// Reports how evenly new meetings spread over the servers (`counts`: meetings per server)
+/// and the target every server within ±10 % of the mean.
+pub(crate) fn report_spread(r: &mut Report, counts: Vec<usize>) {
+    let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+    let worst = counts
+        .iter()
+        .map(|c| (*c as f64 - mean).abs() / mean.max(1e-9))
+        .fold(0.0, f64::max);
+    r.set("meetings_per_server", json!(counts));
+    r.set(
+        "max_deviation_from_mean_pct",
+        (worst * 1000.0).round() / 10.0,
+    );
+    r.target("every server within +-10 % of the mean", worst <= 0.10);
+}
+
 fn require_connected(what: &str, tally: &Tally) -> anyhow::Result<()> {
     if tally.error_count() > 0 {
         anyhow::bail!(
@@ -162,18 +178,7 @@ pub async fn spread(
     let mut r = Report::new("spread", rooms, &tally, elapsed);
     r.relate_to(baseline);
     let per = simctl::meetings_per_server(&w.sim_ports).await?;
-    let counts: Vec<usize> = per.values().copied().collect();
-    let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
-    let worst = counts
-        .iter()
-        .map(|c| (*c as f64 - mean).abs() / mean.max(1e-9))
-        .fold(0.0, f64::max);
-    r.set("meetings_per_server", json!(counts));
-    r.set(
-        "max_deviation_from_mean_pct",
-        (worst * 1000.0).round() / 10.0,
-    );
-    r.target("every server within +-10 % of the mean", worst <= 0.10);
+    report_spread(&mut r, per.values().copied().collect());
     Ok(r)
 }
 

@@ -15,14 +15,14 @@ use actix::prelude::*;
 
 use crate::bbb::{BbbError, CreateResponse};
 use crate::db::changes::Change;
-use crate::db::meetings::{Claim, CreateLock, MeetingRow};
+use crate::db::meetings::{Claim, Confirmation, CreateLock, MeetingRow};
 use crate::db::reservations::SharedReservation;
 use crate::end_callback::callback_url;
 use crate::ids::{MeetingKey, ServerId};
 use crate::join::JoinTarget;
 
 use super::ensure::{Attempts, MeetingSpec, MAX_RETRIES};
-use super::lifecycle::MeetingState;
+use super::lifecycle::{MeetingEntry, MeetingState};
 use super::{failed, with_timeout, BbbCoordinator, JoinResult, LocalActFut, SERVICE_UNAVAILABLE};
 
 /// How a create attempt ended.
@@ -39,6 +39,9 @@ enum CreateOutcome {
     /// Another instance is sending this meeting's create right now (until the deadline in the
     /// row): its result is awaited instead of sending another.
     Busy(MeetingRow),
+    /// Another instance's create confirmed the meeting after what this join knew: the stored
+    /// row, whose confirmation is taken instead of sending another create.
+    Confirmed(MeetingRow),
     /// The claim of a move could not be written: placing without it could split the meeting.
     ClaimFailed,
 }
@@ -124,6 +127,9 @@ impl BbbCoordinator {
         let lock_until = issued_at
             + i64::try_from((timeout + Duration::from_secs(1)).as_millis()).unwrap_or(i64::MAX);
         let instance = self.settings.instance.clone();
+        let known = attempts
+            .known_confirmation
+            .max(self.stored_confirmation_floor(entry, issued_at));
         let fut = async move {
             let claimed = db
                 .run(move |c| {
@@ -131,7 +137,8 @@ impl BbbCoordinator {
                         instance: &instance,
                         until_ms: lock_until,
                     });
-                    let claim = crate::db::meetings::claim(c, &key, previous, Some(server), lock)?;
+                    let claim =
+                        crate::db::meetings::claim(c, &key, previous, Some(server), lock, known)?;
                     if let (Claim::Won(_), Some(r)) = (&claim, &reservation) {
                         if let Err(e) = crate::db::reservations::record(c, r) {
                             log::warn!("cannot share a placement's reservation: {e}");
@@ -145,6 +152,7 @@ impl BbbCoordinator {
                 Ok(Claim::Lost(row)) => return CreateOutcome::LostClaim(Some(row)),
                 Ok(Claim::Unknown) => return CreateOutcome::LostClaim(None),
                 Ok(Claim::Busy(row)) => return CreateOutcome::Busy(row),
+                Ok(Claim::Confirmed(row)) => return CreateOutcome::Confirmed(row),
                 Err(e) if moving => {
                     log::error!("cannot claim a meeting's placement on server {server}: {e}");
                     return CreateOutcome::ClaimFailed;
@@ -176,6 +184,10 @@ impl BbbCoordinator {
                 CreateOutcome::Busy(row) => {
                     act.fleet.unreserve(server, &meeting_id);
                     return act.await_remote_create(spec, attempts, row, ctx);
+                }
+                CreateOutcome::Confirmed(row) => {
+                    act.fleet.unreserve(server, &meeting_id);
+                    return act.take_stored_confirmation(spec, attempts, row, ctx);
                 }
                 CreateOutcome::ClaimFailed => {
                     act.fleet.unreserve(server, &meeting_id);
@@ -340,7 +352,12 @@ impl BbbCoordinator {
         reply: Option<&CreateResponse>,
         ctx: &mut Context<Self>,
     ) {
-        let outcome = reply.map(|r| (r.create_time, (!r.duplicate).then_some(created.issued_at)));
+        let outcome = reply.map(|r| Confirmation {
+            server: created.server,
+            create_time: r.create_time,
+            sent_at: created.issued_at,
+            started: (!r.duplicate).then_some(created.issued_at),
+        });
         if outcome.is_none() && !locked {
             return;
         }
@@ -453,6 +470,29 @@ impl BbbCoordinator {
                     act.attempt(spec, attempts, ctx)
                 }),
         )
+    }
+}
+
+impl BbbCoordinator {
+    /// The time (ms) a confirmation another instance stored must be newer than for a join to
+    /// take it instead of creating: it must be within the TTL, made since this coordinator
+    /// started (a restart trusts nothing stored before), newer than memory's confirmation
+    /// (which may be this instance's own, stored) and than an end memory learned of.
+    fn stored_confirmation_floor(&self, entry: &MeetingEntry, now_ms: i64) -> i64 {
+        let ttl_ms = i64::try_from(self.settings.confirm_ttl.as_millis()).unwrap_or(i64::MAX);
+        // An instant as ms, rounded up: a time stamped at that instant is never newer.
+        let ms_of = |at: Instant| {
+            let age = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+            now_ms.saturating_sub(age).saturating_add(1)
+        };
+        let memory = match entry.state() {
+            MeetingState::Running { confirmed_at, .. } => ms_of(confirmed_at),
+            MeetingState::Ended { .. } => ms_of(entry.changed_at()),
+            MeetingState::Placed { .. } | MeetingState::Unplaced => 0,
+        };
+        memory
+            .max(now_ms.saturating_sub(ttl_ms))
+            .max(self.started_ms)
     }
 }
 

@@ -84,6 +84,9 @@ pub(super) struct Attempts {
     pub discarded: u32,
     /// This join waited for another instance's create of the meeting.
     pub waited_elsewhere: bool,
+    /// The newest confirmation stored by another instance's create (ms) this join has taken
+    /// into account: a claim defers only to a newer one (see [`crate::db::meetings::claim`]).
+    pub known_confirmation: i64,
     /// An operator moves the meeting here (see [`super::moves`]): no other server is tried.
     pub forced: Option<ServerId>,
     /// The answer is due by then.
@@ -98,6 +101,7 @@ impl Attempts {
             lost_claims: 0,
             discarded: 0,
             waited_elsewhere: false,
+            known_confirmation: 0,
             forced: None,
             deadline,
         }

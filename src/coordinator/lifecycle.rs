@@ -169,6 +169,7 @@ impl MeetingEntry {
             ended_at: None,
             creating_by: None,
             creating_until: None,
+            confirmed_at: None,
         }
     }
 

@@ -156,6 +156,9 @@ pub struct CoordinatorStats {
     pub creates_saved_by_single_flight: u64,
     /// Creates this instance did not send because another instance was sending them.
     pub creates_awaited_elsewhere: u64,
+    /// Creates this instance did not send because another instance's create had confirmed the
+    /// meeting meanwhile (found in the database before its `NOTIFY` arrived).
+    pub confirmations_taken_from_database: u64,
     /// Joins answered from memory (meeting confirmed running recently): no create, no database.
     pub joins_from_memory: u64,
     /// Meetings moved to another server (failover, panic, offline, disabled).
@@ -236,6 +239,8 @@ pub struct BbbCoordinator {
     joins: Arc<JoinTable>,
     /// Background work in flight, and who waits for it to finish (see [`Settle`]).
     background: background::Background,
+    /// When this coordinator started (ms): confirmations stored before it are not trusted.
+    started_ms: i64,
 }
 
 impl BbbCoordinator {
@@ -256,6 +261,7 @@ impl BbbCoordinator {
             joins,
             inflight: HashMap::new(),
             remote_waits: HashMap::new(),
+            started_ms: crate::db::now_ms(),
             calls: HashMap::new(),
             purging: false,
             panic_epochs: HashMap::new(),

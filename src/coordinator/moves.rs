@@ -133,7 +133,16 @@ impl Handler<MoveRoom> for BbbCoordinator {
                     let put_back = db
                         .run({
                             let key = key.clone();
-                            move |c| crate::db::meetings::claim(c, &key, Some(server), from, None)
+                            move |c| {
+                                crate::db::meetings::claim(
+                                    c,
+                                    &key,
+                                    Some(server),
+                                    from,
+                                    None,
+                                    i64::MAX,
+                                )
+                            }
                         })
                         .await;
                     if let Err(e) = put_back {

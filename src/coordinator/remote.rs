@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use crate::db::changes::Change;
 use crate::db::meetings::MeetingRow;
 use crate::db::now_ms;
-use crate::ids::MeetingKey;
+use crate::ids::{MeetingKey, ServerId};
 
 use super::ensure::{Attempts, MeetingSpec};
-use super::{BbbCoordinator, JoinResult, LocalActFut};
+use super::{failed, BbbCoordinator, JoinResult, LocalActFut, SERVICE_UNAVAILABLE};
 
 /// A change another instance made.
 #[derive(Debug, Clone)]
@@ -75,6 +75,49 @@ impl BbbCoordinator {
         )
     }
 
+    /// Another instance's create, sent at `sent_at` (ms), confirmed the meeting running on
+    /// `server`. It claimed the placement before it created: follow it, then take the
+    /// confirmation (unless this instance knows something newer).
+    fn apply_confirmation(
+        &mut self,
+        key: &MeetingKey,
+        server: ServerId,
+        create_time: i64,
+        sent_at: i64,
+    ) {
+        let sent = instant_of(sent_at);
+        self.meetings.update(key, |e| {
+            if e.changed_at() <= sent || e.server() == Some(server) {
+                e.adopt(Some(server));
+                e.confirm(server, create_time, sent);
+            }
+        });
+    }
+
+    /// The claim found a confirmation another instance's create stored after what this join
+    /// knew (its `NOTIFY` may still be on the way): take it and plan again, which answers from
+    /// memory when the confirmation is good here; otherwise the next claim no longer defers
+    /// to it and this join creates itself.
+    pub(super) fn take_stored_confirmation(
+        &mut self,
+        spec: Rc<MeetingSpec>,
+        mut attempts: Attempts,
+        row: MeetingRow,
+        ctx: &mut Context<Self>,
+    ) -> LocalActFut<JoinResult> {
+        let (Some(server), Some(create_time), Some(sent_at)) =
+            (row.server, row.create_time, row.confirmed_at)
+        else {
+            return Box::pin(fut::ready(Err(failed(SERVICE_UNAVAILABLE))));
+        };
+        attempts.known_confirmation = sent_at;
+        attempts.waited_elsewhere = true;
+        self.stats.confirmations_taken_from_database += 1;
+        self.apply_confirmation(&spec.key, server, create_time, sent_at);
+        self.publish();
+        self.attempt(spec, attempts, ctx)
+    }
+
     fn apply_remote(&mut self, change: Change) {
         match change {
             Change::Ended { key, issued_at } => {
@@ -94,15 +137,7 @@ impl BbbCoordinator {
                 create_time,
                 sent_at,
             } => {
-                let sent = instant_of(sent_at);
-                // The other instance claimed the placement before it created: follow it, then
-                // take the confirmation (unless this instance knows something newer).
-                self.meetings.update(&key, |e| {
-                    if e.changed_at() <= sent || e.server() == Some(server) {
-                        e.adopt(Some(server));
-                        e.confirm(server, create_time, sent);
-                    }
-                });
+                self.apply_confirmation(&key, server, create_time, sent_at);
                 self.wake_remote_waits(&key);
             }
             Change::CreateFailed { key } => self.wake_remote_waits(&key),

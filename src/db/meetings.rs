@@ -34,6 +34,7 @@ struct RawMeeting {
     ended_at: Option<i64>,
     creating_by: Option<String>,
     creating_until: Option<i64>,
+    confirmed_at: Option<i64>,
 }
 
 /// One stored meeting.
@@ -59,6 +60,9 @@ pub struct MeetingRow {
     /// The instance sending the meeting's create right now, and until when (see [`claim`]).
     pub creating_by: Option<String>,
     pub creating_until: Option<i64>,
+    /// When the create that last confirmed the meeting running was sent (ms, the sending
+    /// instance's clock; see [`finish_create`]).
+    pub confirmed_at: Option<i64>,
 }
 
 impl RawMeeting {
@@ -85,6 +89,7 @@ impl RawMeeting {
             ended_at: self.ended_at,
             creating_by: self.creating_by,
             creating_until: self.creating_until,
+            confirmed_at: self.confirmed_at,
         })
     }
 }
@@ -219,6 +224,10 @@ pub enum Claim {
     /// It is where the caller expected, but another instance is sending its create right now:
     /// wait for that result instead of sending another.
     Busy(MeetingRow),
+    /// It is where the caller expected, and another instance's create confirmed it running
+    /// there after the caller's `known_confirmation`: take that confirmation instead of sending
+    /// another create.
+    Confirmed(MeetingRow),
     /// No such meeting.
     Unknown,
 }
@@ -232,15 +241,25 @@ pub enum Claim {
 /// waiting for the row lock; SQLite serialises writers). A claim that keeps the meeting where it
 /// is (a re-create on its server) is still conditional, so an instance that missed a move
 /// elsewhere finds out instead of splitting the meeting.
+///
+/// A re-create on the meeting's own server is not needed when another instance's create
+/// confirmed the meeting there after `known_confirmation` (ms; the newest confirmation the
+/// caller has taken into account) and BBB did not report it ended since: the claim then
+/// answers [`Claim::Confirmed`] and changes nothing. This closes the window between another
+/// instance releasing its create lock and its `NOTIFY` arriving, in which the caller would
+/// otherwise win the claim and send a second create. A move ignores confirmations.
 pub fn claim(
     conn: &mut DbConn,
     key: &MeetingKey,
     expected: Option<ServerId>,
     server: Option<ServerId>,
     lock: Option<CreateLock<'_>>,
+    known_confirmation: i64,
 ) -> Result<Claim, DbError> {
     let now = now_ms();
     let moved = expected != server;
+    // A move goes ahead whatever was confirmed where the meeting was.
+    let known = if moved { i64::MAX } else { known_confirmation };
     let (holder, until) = match lock {
         Some(l) => (Some(l.instance.to_string()), Some(l.until_ms)),
         None => (None, None),
@@ -252,6 +271,11 @@ pub fn claim(
             .is_null()
             .or(meetings::creating_until.lt(now))
             .or(meetings::creating_by.eq(holder.clone().unwrap_or_default()));
+        // No confirmation newer than the caller's, or BBB ended the meeting after it.
+        let unconfirmed = meetings::confirmed_at
+            .is_null()
+            .or(meetings::confirmed_at.le(known))
+            .or(meetings::ended_at.ge(meetings::confirmed_at));
         let set = (
             meetings::server_id.eq(id_of(server)),
             meetings::creating_by.eq(holder.clone()),
@@ -262,24 +286,40 @@ pub fn claim(
             (Some(e), true) => diesel::update(
                 target
                     .filter(meetings::server_id.eq(e.get()))
-                    .filter(lock_free),
+                    .filter(lock_free)
+                    .filter(unconfirmed),
             )
             .set(set)
             .execute(c)?,
             (None, true) => diesel::update(
                 target
                     .filter(meetings::server_id.is_null())
-                    .filter(lock_free),
+                    .filter(lock_free)
+                    .filter(unconfirmed),
             )
             .set(set)
             .execute(c)?,
-            (Some(e), false) => diesel::update(target.filter(meetings::server_id.eq(e.get())))
-                .set(set)
-                .execute(c)?,
-            (None, false) => diesel::update(target.filter(meetings::server_id.is_null()))
-                .set(set)
-                .execute(c)?,
+            (Some(e), false) => diesel::update(
+                target
+                    .filter(meetings::server_id.eq(e.get()))
+                    .filter(unconfirmed),
+            )
+            .set(set)
+            .execute(c)?,
+            (None, false) => diesel::update(
+                target
+                    .filter(meetings::server_id.is_null())
+                    .filter(unconfirmed),
+            )
+            .set(set)
+            .execute(c)?,
         };
+        if updated == 1 && moved {
+            // A confirmation is of the server it was made on: a move drops it.
+            diesel::update(meetings::table.find(key.as_str()))
+                .set(meetings::confirmed_at.eq(None::<i64>))
+                .execute(c)?;
+        }
         let row = meetings::table
             .find(key.as_str())
             .select(RawMeeting::as_select())
@@ -293,22 +333,41 @@ pub fn claim(
     let Some(row) = raw.map(RawMeeting::into_row).transpose()? else {
         return Ok(Claim::Unknown);
     };
+    let confirmed_since = row
+        .confirmed_at
+        .is_some_and(|at| at > known && row.ended_at.is_none_or(|ended| ended < at));
     Ok(match (updated, row.server == expected) {
         (1, _) => Claim::Won(row),
         (_, false) => Claim::Lost(row),
+        (_, true) if confirmed_since => Claim::Confirmed(row),
         (_, true) => Claim::Busy(row),
     })
 }
 
+/// What a successful create confirmed, for [`finish_create`].
+#[derive(Debug, Clone, Copy)]
+pub struct Confirmation {
+    /// The server the create went to.
+    pub server: ServerId,
+    /// BBB's createTime.
+    pub create_time: i64,
+    /// When the create was sent (ms, this instance's clock).
+    pub sent_at: i64,
+    /// The issue time of its end-callback token when it started a new BBB instance (no
+    /// `duplicateWarning`).
+    pub started: Option<i64>,
+}
+
 /// The create this instance sent is done: the lock is released, and when it succeeded its
-/// createTime is recorded; when it started a new BBB instance (`started_instance`: the issue
-/// time of its end-callback token), that instance's callbacks are the ones to accept from now
-/// on and the meeting no longer counts as ended.
+/// createTime and when it was sent are recorded (if the meeting is still on that server), so an
+/// instance about to re-create the meeting takes this confirmation instead (see [`claim`]).
+/// When it started a new BBB instance, that instance's callbacks are the ones to accept from
+/// now on and the meeting no longer counts as ended.
 pub fn finish_create(
     conn: &mut DbConn,
     key: &MeetingKey,
     instance: &str,
-    created: Option<(i64, Option<i64>)>,
+    created: Option<Confirmation>,
 ) -> Result<(), DbError> {
     let now = now_ms();
     let mine = meetings::table
@@ -321,21 +380,25 @@ pub fn finish_create(
     );
     with_conn!(conn, |c| c.transaction(|c| {
         diesel::update(mine).set(release).execute(c)?;
-        if let Some((create_time, started)) = created {
-            let target = meetings::table.find(key.as_str());
-            match started {
+        if let Some(done) = created {
+            let target = meetings::table
+                .find(key.as_str())
+                .filter(meetings::server_id.eq(done.server.get()));
+            let confirmed = (
+                meetings::create_time.eq(done.create_time),
+                meetings::confirmed_at.eq(done.sent_at),
+            );
+            match done.started {
                 // A new BBB instance is a change every instance should read.
                 Some(issued_at) => diesel::update(target)
                     .set((
-                        meetings::create_time.eq(create_time),
+                        confirmed,
                         meetings::callback_issued_at.eq(issued_at),
                         meetings::ended_at.eq(None::<i64>),
                         meetings::updated_at.eq(now),
                     ))
                     .execute(c)?,
-                None => diesel::update(target)
-                    .set(meetings::create_time.eq(create_time))
-                    .execute(c)?,
+                None => diesel::update(target).set(confirmed).execute(c)?,
             };
         }
         Ok::<_, DbError>(())
@@ -443,8 +506,20 @@ pub fn forget_server(conn: &mut DbConn, server: ServerId) -> Result<usize, DbErr
     )
     .set((
         meetings::server_id.eq(None::<i32>),
+        meetings::confirmed_at.eq(None::<i64>),
         meetings::updated_at.eq(now),
     ))
+    .execute(c))?)
+}
+
+/// Makes every stored confirmation `by_ms` older, as if that much time had passed (tests of
+/// the confirmation TTL).
+#[cfg(test)]
+pub fn age_confirmations(conn: &mut DbConn, by_ms: i64) -> Result<usize, DbError> {
+    Ok(with_conn!(conn, |c| diesel::update(
+        meetings::table.filter(meetings::confirmed_at.is_not_null())
+    )
+    .set(meetings::confirmed_at.eq(meetings::confirmed_at - by_ms))
     .execute(c))?)
 }
 
@@ -481,6 +556,16 @@ mod tests {
         Some(ServerId::new(n))
     }
 
+    /// A successful create on server `n`, sent now.
+    fn confirmed(n: i32, create_time: i64, started: Option<i64>) -> Confirmation {
+        Confirmation {
+            server: ServerId::new(n),
+            create_time,
+            sent_at: now_ms(),
+            started,
+        }
+    }
+
     fn row(k: &str, meeting_id: &str, server: Option<ServerId>) -> MeetingRow {
         MeetingRow {
             meeting_key: key(k),
@@ -498,6 +583,7 @@ mod tests {
             ended_at: None,
             creating_by: None,
             creating_until: None,
+            confirmed_at: None,
         }
     }
 
@@ -510,12 +596,12 @@ mod tests {
             let again = insert_or_get(conn, &row("room:w:r", "m-other", sid(2))).unwrap();
             assert_eq!((again.meeting_id.as_str(), again.server), ("m1", sid(1)));
 
-            let Claim::Won(moved) = claim(conn, &key("room:w:r"), sid(1), sid(2), None).unwrap()
+            let Claim::Won(moved) = claim(conn, &key("room:w:r"), sid(1), sid(2), None, 0).unwrap()
             else {
                 panic!("the move is won");
             };
             assert_eq!(moved.server, sid(2));
-            finish_create(conn, &key("room:w:r"), "me", Some((99, None))).unwrap();
+            finish_create(conn, &key("room:w:r"), "me", Some(confirmed(2, 99, None))).unwrap();
             assert_eq!(
                 get(conn, &key("room:w:r")).unwrap().unwrap().create_time,
                 Some(99)
@@ -571,31 +657,31 @@ mod tests {
             let k = key("room:w:r");
             insert_or_get(conn, &row("room:w:r", "m1", None)).unwrap();
             let server = |c: Claim| match c {
-                Claim::Won(r) | Claim::Lost(r) | Claim::Busy(r) => r.server,
+                Claim::Won(r) | Claim::Lost(r) | Claim::Busy(r) | Claim::Confirmed(r) => r.server,
                 Claim::Unknown => panic!("a known meeting"),
             };
             // Both instances saw it unplaced; the first claim wins, the second finds server 1.
-            let first = claim(conn, &k, None, sid(1), None).unwrap();
+            let first = claim(conn, &k, None, sid(1), None, 0).unwrap();
             assert!(matches!(first, Claim::Won(_)));
-            let second = claim(conn, &k, None, sid(2), None).unwrap();
+            let second = claim(conn, &k, None, sid(2), None, 0).unwrap();
             assert!(matches!(second, Claim::Lost(_)));
             assert_eq!(server(second), sid(1));
             assert_eq!(servers_ever(conn, "m1").unwrap(), vec![ServerId::new(1)]);
             // A re-create where it is confirms the placement; one where it no longer is finds
             // out where it went instead of splitting the meeting.
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), None).unwrap(),
+                claim(conn, &k, sid(1), sid(1), None, 0).unwrap(),
                 Claim::Won(_)
             ));
             assert_eq!(
-                server(claim(conn, &k, sid(1), sid(2), None).unwrap()),
+                server(claim(conn, &k, sid(1), sid(2), None, 0).unwrap()),
                 sid(2)
             );
-            let stale = claim(conn, &k, sid(1), sid(1), None).unwrap();
+            let stale = claim(conn, &k, sid(1), sid(1), None, 0).unwrap();
             assert!(matches!(stale, Claim::Lost(_)));
             assert_eq!(server(stale), sid(2));
             assert_eq!(
-                claim(conn, &key("room:w:nope"), None, sid(1), None).unwrap(),
+                claim(conn, &key("room:w:nope"), None, sid(1), None, 0).unwrap(),
                 Claim::Unknown
             );
         });
@@ -616,10 +702,13 @@ mod tests {
                     std::thread::spawn(move || {
                         let mut conn = db.get().unwrap();
                         barrier.wait();
-                        match claim(&mut conn, &key("room:w:race"), None, sid(server), None)
+                        match claim(&mut conn, &key("room:w:race"), None, sid(server), None, 0)
                             .unwrap()
                         {
-                            Claim::Won(r) | Claim::Lost(r) | Claim::Busy(r) => r.server,
+                            Claim::Won(r)
+                            | Claim::Lost(r)
+                            | Claim::Busy(r)
+                            | Claim::Confirmed(r) => r.server,
                             Claim::Unknown => None,
                         }
                     })
@@ -645,43 +734,101 @@ mod tests {
             let lock = |instance, until_ms| Some(CreateLock { instance, until_ms });
             let later = now_ms() + 60_000;
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("a", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(1), lock("a", later), 0).unwrap(),
                 Claim::Won(_)
             ));
             // b sees the create in flight, even where it meant to move the meeting.
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("b", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(1), lock("b", later), 0).unwrap(),
                 Claim::Busy(_)
             ));
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(2), lock("b", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(2), lock("b", later), 0).unwrap(),
                 Claim::Busy(_)
             ));
             // a may re-take its own lock; once a is done, b may create.
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("a", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(1), lock("a", later), 0).unwrap(),
                 Claim::Won(_)
             ));
-            finish_create(conn, &k, "a", Some((7, Some(100)))).unwrap();
+            let done = confirmed(1, 7, Some(100));
+            finish_create(conn, &k, "a", Some(done)).unwrap();
             let stored = get(conn, &k).unwrap().unwrap();
             assert_eq!(
                 (stored.create_time, stored.callback_issued_at),
                 (Some(7), Some(100))
             );
+            // b, not yet told of a's result, takes it from the database instead of creating.
+            assert_eq!(
+                claim(conn, &k, sid(1), sid(1), lock("b", later), 0).unwrap(),
+                Claim::Confirmed(stored)
+            );
+            // Once b knows that confirmation (or it is too old for b), b may create again.
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("b", now_ms() - 1)).unwrap(),
+                claim(
+                    conn,
+                    &k,
+                    sid(1),
+                    sid(1),
+                    lock("b", now_ms() - 1),
+                    done.sent_at
+                )
+                .unwrap(),
                 Claim::Won(_)
             ));
             // b's lock ran out (its deadline passed): c takes over.
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("c", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(1), lock("c", later), done.sent_at).unwrap(),
                 Claim::Won(_)
             ));
             // Finishing someone else's create changes nothing of the lock.
             finish_create(conn, &k, "b", None).unwrap();
             assert!(matches!(
-                claim(conn, &k, sid(1), sid(1), lock("d", later)).unwrap(),
+                claim(conn, &k, sid(1), sid(1), lock("d", later), done.sent_at).unwrap(),
                 Claim::Busy(_)
+            ));
+        });
+    }
+
+    #[test]
+    fn a_re_create_defers_to_a_newer_stored_confirmation_of_the_same_server_only() {
+        for_each_backend(|conn| {
+            let k = key("room:w:r");
+            insert_or_get(conn, &row("room:w:r", "m1", sid(1))).unwrap();
+            let done = confirmed(1, 7, Some(100));
+            finish_create(conn, &k, "a", Some(done)).unwrap();
+            let stored = get(conn, &k).unwrap().unwrap();
+            assert_eq!(stored.confirmed_at, Some(done.sent_at));
+            // Newer than what the caller knew: taken, nothing written.
+            assert_eq!(
+                claim(conn, &k, sid(1), sid(1), None, done.sent_at - 1).unwrap(),
+                Claim::Confirmed(stored.clone())
+            );
+            assert_eq!(get(conn, &k).unwrap().unwrap(), stored);
+            // Known already: the re-create goes ahead.
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), None, done.sent_at).unwrap(),
+                Claim::Won(_)
+            ));
+            // BBB ended it after that confirmation: no longer a reason not to create.
+            assert!(mark_ended(conn, "m1", 100).unwrap().is_some());
+            assert!(matches!(
+                claim(conn, &k, sid(1), sid(1), None, 0).unwrap(),
+                Claim::Won(_)
+            ));
+            // A move ignores the confirmation where the meeting was, and drops it.
+            finish_create(conn, &k, "a", Some(confirmed(1, 8, Some(101)))).unwrap();
+            let Claim::Won(moved) = claim(conn, &k, sid(1), sid(2), None, 0).unwrap() else {
+                panic!("the move is won");
+            };
+            assert_eq!(moved.confirmed_at, None);
+            // A create that finishes after the meeting moved confirms nothing where it is now.
+            finish_create(conn, &k, "a", Some(confirmed(1, 9, None))).unwrap();
+            let now = get(conn, &k).unwrap().unwrap();
+            assert_eq!((now.confirmed_at, now.create_time), (None, Some(8)));
+            assert!(matches!(
+                claim(conn, &k, sid(2), sid(2), None, 0).unwrap(),
+                Claim::Won(_)
             ));
         });
     }
@@ -735,7 +882,7 @@ mod tests {
             assert_eq!(mark_ended(conn, "ma", 100).unwrap(), Some(k.clone()));
             assert!(get(conn, &k).unwrap().unwrap().ended_at.is_some());
             // A new instance, started by a create whose token was issued at 200.
-            finish_create(conn, &k, "me", Some((5, Some(200)))).unwrap();
+            finish_create(conn, &k, "me", Some(confirmed(1, 5, Some(200)))).unwrap();
             let stored = get(conn, &k).unwrap().unwrap();
             assert_eq!(
                 (stored.ended_at, stored.callback_issued_at),
@@ -748,7 +895,7 @@ mod tests {
             assert_eq!(mark_ended(conn, "ma", 200).unwrap(), Some(k.clone()));
             assert_eq!(mark_ended(conn, "nope", 300).unwrap(), None);
             // A duplicate create does not revive it.
-            finish_create(conn, &k, "me", Some((5, None))).unwrap();
+            finish_create(conn, &k, "me", Some(confirmed(1, 5, None))).unwrap();
             assert!(get(conn, &k).unwrap().unwrap().ended_at.is_some());
         });
     }

@@ -138,6 +138,7 @@ mod tests {
             ended_at: None,
             creating_by: None,
             creating_until: None,
+            confirmed_at: None,
         }
     }
 
@@ -221,7 +222,7 @@ mod tests {
             insert_or_get(conn, &meeting(&key, None, Some(&id), "m1")).unwrap();
             age_everything(conn, 31);
             // Joined again: the meeting changed today.
-            crate::db::meetings::finish_create(conn, &key, "me", Some((5, Some(1)))).unwrap();
+            crate::db::meetings::claim(conn, &key, None, None, None, 0).unwrap();
             let cutoff = now_ms() - 30 * 86_400_000;
             assert!(purge_batch(conn, cutoff, 10).unwrap().is_empty());
         });

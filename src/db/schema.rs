@@ -88,6 +88,7 @@ diesel::table! {
         ended_at -> Nullable<BigInt>,
         creating_by -> Nullable<Text>,
         creating_until -> Nullable<BigInt>,
+        confirmed_at -> Nullable<BigInt>,
     }
 }
 

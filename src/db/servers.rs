@@ -368,6 +368,7 @@ pub fn panic(conn: &mut DbConn, id: ServerId) -> Result<Option<usize>, DbError> 
         )
         .set((
             crate::db::schema::meetings::server_id.eq(None::<i32>),
+            crate::db::schema::meetings::confirmed_at.eq(None::<i64>),
             crate::db::schema::meetings::updated_at.eq(now),
         ))
         .execute(c)?;
@@ -499,6 +500,7 @@ mod tests {
                 ended_at: None,
                 creating_by: None,
                 creating_until: None,
+                confirmed_at: None,
             };
             meetings::insert_or_get(conn, &row).unwrap();
             assert_eq!(panic(conn, a.id).unwrap(), Some(1));

@@ -191,7 +191,8 @@ async fn a_placement_changed_by_another_instance_is_adopted_not_ended() {
         };
         let mut conn = h.db.get().unwrap();
         let key = MeetingKey::room("w", "r2");
-        crate::db::meetings::claim(&mut conn, &key, Some(here_id), Some(there_id), None).unwrap();
+        crate::db::meetings::claim(&mut conn, &key, Some(here_id), Some(there_id), None, 0)
+            .unwrap();
     }
     h.fake.with(&there, |s| {
         s.meetings.insert(

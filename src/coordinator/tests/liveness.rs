@@ -299,6 +299,7 @@ async fn a_re_create_where_the_meeting_was_claims_it_and_follows_a_move_by_anoth
             Some(h.ids[here - 1]),
             Some(h.ids[there - 1]),
             None,
+            0,
         )
         .unwrap();
     }
@@ -321,6 +322,69 @@ async fn a_re_create_where_the_meeting_was_claims_it_and_follows_a_move_by_anoth
         1,
         "no re-create on the old server, which would split the meeting"
     );
+}
+
+/// Stores what another instance's successful create of `room`'s meeting on `server` records,
+/// without telling this coordinator (as if its notice were still on the way). Its clock runs
+/// 10 ms ahead, so its create counts as sent after this instance's own, even within one ms.
+fn confirmed_elsewhere(h: &Harness, room: &str, server: ServerId, create_time: i64) {
+    let mut conn = h.db.get().unwrap();
+    let done = crate::db::meetings::Confirmation {
+        server,
+        create_time,
+        sent_at: crate::db::now_ms() + 10,
+        started: None,
+    };
+    crate::db::meetings::finish_create(
+        &mut conn,
+        &MeetingKey::room("w", room),
+        "other",
+        Some(done),
+    )
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn a_confirmation_another_instance_stored_is_taken_instead_of_a_second_create() {
+    let h = Harness::new(1).await;
+    let mid = h.join("r2").await.get("meetingID").unwrap().to_string();
+    h.age(h.settings.confirm_ttl).await;
+    let running = h.fake.with(&url_of(1), |s| s.meetings[&mid].create_time);
+    confirmed_elsewhere(&h, "r2", h.ids[0], running);
+    let again = h.join("r2").await;
+    assert_eq!(
+        h.fake.count(None, "create"),
+        1,
+        "the other instance's create confirmed it"
+    );
+    assert_eq!(again.get("createTime"), Some(running.to_string().as_str()));
+    assert_eq!(h.status().await.stats.confirmations_taken_from_database, 1);
+    // Past the TTL that confirmation is too old: the next join creates.
+    h.age(h.settings.confirm_ttl).await;
+    h.join("r2").await;
+    assert_eq!(h.fake.count(None, "create"), 2);
+    assert!(h.published_violations().await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_stored_confirmation_not_good_here_is_taken_once_then_the_join_creates() {
+    let h = Harness::new(1).await;
+    let first = h.join("r2").await;
+    let mid = first.get("meetingID").unwrap().to_string();
+    // One failed poll: the server is suspect here, so nothing on it is answered from memory.
+    h.fake.set_fault(&first.base, Some(down()));
+    h.poll().await;
+    h.fake.set_fault(&first.base, None);
+    let running = h.fake.with(&url_of(1), |s| s.meetings[&mid].create_time);
+    confirmed_elsewhere(&h, "r2", h.ids[0], running);
+    let again = h.join("r2").await;
+    assert_eq!(again.base, first.base);
+    assert_eq!(
+        h.fake.count(None, "create"),
+        2,
+        "re-confirmed by this instance"
+    );
+    assert_eq!(h.status().await.stats.confirmations_taken_from_database, 1);
 }
 
 #[actix_web::test]

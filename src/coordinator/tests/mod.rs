@@ -303,8 +303,10 @@ impl Harness {
             .and_then(|r| r.server)
     }
 
-    /// Lets `by` pass for every confirmation the coordinator holds.
+    /// Lets `by` pass for every confirmation the coordinator holds, and for those stored in
+    /// the database (once the background work that stores them is done).
     pub async fn age(&self, by: Duration) {
+        self.settle().await;
         self.addr.send(Age(by)).await.expect("coordinator");
     }
 
@@ -362,6 +364,9 @@ impl Handler<Age> for BbbCoordinator {
         for key in keys {
             self.meetings.update(&key, |e| e.age(msg.0));
         }
+        let by_ms = i64::try_from(msg.0.as_millis()).expect("a test's age fits");
+        let mut conn = self.db.get().expect("conn");
+        crate::db::meetings::age_confirmations(&mut conn, by_ms).expect("aged");
         self.publish();
     }
 }

@@ -145,12 +145,7 @@ impl BbbCoordinator {
                 self.fleet
                     .reserve(r.server, &r.meeting_id, r.expected, r.placed_at)
             }
-            Change::Deleted { key } => {
-                if let Some(call) = self.meetings.get(&key).and_then(|e| e.call_id.clone()) {
-                    self.calls.remove(&call);
-                }
-                self.meetings.remove(&key);
-            }
+            Change::Deleted { key } => self.forget(std::slice::from_ref(&key)),
         }
         self.publish();
     }

@@ -117,9 +117,13 @@ impl BbbCoordinator {
         )
     }
 
-    /// Forgets deleted meetings in memory (and withdraws them from the published table).
+    /// Forgets deleted meetings in memory, with the cached call of a call's meeting (and
+    /// withdraws them from the published table).
     pub(super) fn forget(&mut self, keys: &[MeetingKey]) {
         for key in keys {
+            if let Some(call) = self.meetings.get(key).and_then(|e| e.call_id.clone()) {
+                self.calls.remove(&call);
+            }
             self.meetings.remove(key);
         }
         self.publish();

@@ -9,7 +9,7 @@ use crate::admin::{post, TOKEN};
 use crate::fleet::{add_sim, port_of};
 use crate::helpers::{sample_world, spawn_app, WORLD_SECRET};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bbb-gateway");
+use crate::process::BIN;
 
 /// A temp database and config file shared by the commands of one test.
 struct Env {

@@ -45,7 +45,12 @@ pub async fn register(
     i: usize,
     algo: ChecksumAlgorithm,
 ) -> bbb_gateway::ids::ServerId {
-    let new = NewServer {
+    add_server(app, sim_server(sim, i, algo)).await
+}
+
+/// Sim `i` as a server to register (shared by every world, no capacity).
+pub fn sim_server(sim: &SimHandle, i: usize, algo: ChecksumAlgorithm) -> NewServer {
+    NewServer {
         url: sim.base_url(),
         secret: Secret::new(sim_secret(i)),
         checksum: algo,
@@ -53,7 +58,11 @@ pub async fn register(
         tag: Some(format!("sim{i}")),
         world_id: None,
         capacity: None,
-    };
+    }
+}
+
+/// Stores `new` and makes the coordinator see it; returns the server id.
+pub async fn add_server(app: &TestApp, new: NewServer) -> bbb_gateway::ids::ServerId {
     let row = app
         .state
         .db

@@ -21,6 +21,7 @@ mod layering;
 mod liveness;
 mod moderation;
 mod multi_instance;
+mod process;
 mod raw_ws;
 mod room_move;
 mod scale_out;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::fleet::add_sim;
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bbb-gateway");
+use crate::process::BIN;
 /// Within this bound (venueless: 30 s) a change must have reached the sessions.
 const BOUND: Duration = Duration::from_secs(30);
 

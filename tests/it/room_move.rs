@@ -2,8 +2,8 @@
 //! bbb-sim servers: the meeting runs on the target, is ended where it ran, joins keep working,
 //! and every refusal names its reason.
 
-use bbb_gateway::bbb::{ChecksumAlgorithm, Secret};
-use bbb_gateway::db::servers::{self, NewServer};
+use bbb_gateway::bbb::ChecksumAlgorithm;
+use bbb_gateway::db::servers::NewServer;
 use bbb_gateway::ids::ServerId;
 use serde_json::{json, Value};
 
@@ -114,27 +114,6 @@ async fn a_room_not_running_anywhere_is_started_on_the_target() {
     assert_eq!(port_of(&bob.room_url("room_1").await), sim2.port());
 }
 
-/// Registers a sim exclusive to `world`.
-async fn register_exclusive(app: &TestApp, port_base: &str, i: usize, world: &str) -> ServerId {
-    let new = NewServer {
-        url: port_base.to_string(),
-        secret: Secret::new(sim_secret(i)),
-        checksum: ChecksumAlgorithm::Sha256,
-        weight: 1.0,
-        tag: None,
-        world_id: Some(world.into()),
-        capacity: None,
-    };
-    let row = app
-        .state
-        .db
-        .run(move |c| servers::add(c, &new))
-        .await
-        .unwrap();
-    refresh(app).await;
-    row.id
-}
-
 #[actix_web::test]
 async fn unusable_targets_and_bad_requests_are_refused_naming_why() {
     // Polls run only when the test asks (`refresh`), so no poll notices a fault early.
@@ -152,7 +131,14 @@ async fn unusable_targets_and_bad_requests_are_refused_naming_why() {
     let (sim2, id2) = add_sim(&app, 2, ChecksumAlgorithm::Sha256).await;
     let (sim3, id3) = add_sim(&app, 3, ChecksumAlgorithm::Sha256).await;
     let sim4 = start_sim(4).await;
-    let id4 = register_exclusive(&app, &sim4.base_url(), 4, "other").await;
+    let id4 = add_server(
+        &app,
+        NewServer {
+            world_id: Some("other".into()),
+            ..sim_server(&sim4, 4, ChecksumAlgorithm::Sha256)
+        },
+    )
+    .await;
 
     let conflict = async |server: ServerId, reason: &str| {
         let (status, body) = move_to(&app, server).await;

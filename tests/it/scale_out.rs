@@ -5,8 +5,6 @@
 //! of `DATABASE_URL_PG`, else on a throwaway one (see `bbb_gateway::db::testing`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::fleet::{calls, port_of, query, sim_config, sim_endpoint, start_sim};
 use crate::helpers::{test_settings, token_for, wait_until};
 use crate::multi_instance::{shared_database, Instance, SharedDatabase};
+use crate::process::GatewayProcess;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -166,70 +165,18 @@ async fn a_storm_on_one_new_room_through_four_instances_sends_one_create() {
     assert_eq!(creates(&cl.sims).await.len(), 1);
 }
 
-/// A `serve` process of the real binary, killed with SIGKILL when dropped.
-struct Process {
-    child: Child,
-    admin_port: u16,
-    port: u16,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A `serve` process of the real binary in the cluster, killed with SIGKILL when dropped.
+struct Process(GatewayProcess);
 
 impl Process {
     fn spawn(database_url: &str, lease_ms: u64) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bbb-gateway"))
-            .arg("serve")
-            .env("BBB_GATEWAY__DATABASE__URL", database_url)
-            .env("BBB_GATEWAY__DATABASE__POOL_SIZE", "4")
-            .env("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:0")
-            .env("BBB_GATEWAY__ADMIN__TOKENS", ADMIN)
-            .env("BBB_GATEWAY__CLUSTER__LEASE_MS", lease_ms.to_string())
-            .env("BBB_GATEWAY__BBB__POLL_INTERVAL_SECS", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (prefix, admin) in [
-                    ("bbb-gateway listening on port ", false),
-                    ("admin routes listening on port ", true),
-                ] {
-                    if let Some(port) = line
-                        .split(prefix)
-                        .nth(1)
-                        .and_then(|p| p.trim().parse::<u16>().ok())
-                    {
-                        let _ = tx.send((admin, port));
-                    }
-                }
-            }
-        });
-        let (mut port, mut admin_port) = (0, 0);
-        while port == 0 || admin_port == 0 {
-            let (admin, p) = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the gateway reports its ports");
-            if admin {
-                admin_port = p;
-            } else {
-                port = p;
-            }
-        }
-        Process {
-            child,
-            admin_port,
-            port,
-        }
+        Process(GatewayProcess::serve(&[
+            ("BBB_GATEWAY__DATABASE__URL", database_url.to_string()),
+            ("BBB_GATEWAY__DATABASE__POOL_SIZE", "4".into()),
+            ("BBB_GATEWAY__ADMIN__TOKENS", ADMIN.into()),
+            ("BBB_GATEWAY__CLUSTER__LEASE_MS", lease_ms.to_string()),
+            ("BBB_GATEWAY__BBB__POLL_INTERVAL_SECS", "1".into()),
+        ]))
     }
 
     /// `/api/v1/status`, or `None` while it does not answer.
@@ -237,7 +184,7 @@ impl Process {
         let mut resp = awc::Client::default()
             .get(format!(
                 "http://127.0.0.1:{}/api/v1/status",
-                self.admin_port
+                self.0.admin_port
             ))
             .insert_header(("Authorization", format!("Bearer {ADMIN}")))
             .timeout(Duration::from_secs(5))
@@ -254,7 +201,7 @@ impl Process {
     }
 
     async fn join(&self, room: &str) -> String {
-        let url = format!("ws://127.0.0.1:{}/ws/world/multi/", self.port);
+        let url = format!("ws://127.0.0.1:{}/ws/world/multi/", self.0.port);
         let mut c = WsClient::connect(&url).await.unwrap();
         let token = token_for("killer", &[], Some("K"));
         let auth = c
@@ -348,9 +295,9 @@ async fn a_leader_killed_mid_poll_is_replaced_within_one_lease() {
     let seen = polls(&sims).await;
     wait_until("a poll round", WAIT, async || polls(&sims).await > seen).await;
     let mut killed = procs.remove(leader);
-    killed.child.kill().unwrap();
+    killed.0.child.kill().unwrap();
     let killed_at = Instant::now();
-    killed.child.wait().unwrap();
+    killed.0.child.wait().unwrap();
     let mut successor = None;
     wait_until("another instance to lead", WAIT, async || {
         for (i, p) in procs.iter().enumerate() {

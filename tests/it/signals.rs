@@ -1,8 +1,7 @@
 //! The real binary under SIGTERM and SIGINT, as systemd or Ctrl-C stop it: open sessions get
 //! close code 1001 at once and the process exits within 10 s.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bbb_gateway::client::{Closed, WsClient};
@@ -10,19 +9,10 @@ use serde_json::json;
 
 use crate::helpers::{sample_world, token_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bbb-gateway");
+use crate::process::{GatewayProcess, BIN};
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `serve` on a fresh database holding the sample world; returns the child and port.
-fn serve(dir: &tempfile::TempDir) -> (KillOnDrop, u16) {
+/// Starts `serve` on a fresh database holding the sample world.
+fn serve(dir: &tempfile::TempDir) -> GatewayProcess {
     let db = format!("sqlite://{}/gw.sqlite3", dir.path().display());
     let world = dir.path().join("world.json");
     std::fs::write(&world, sample_world("w").to_string()).unwrap();
@@ -37,41 +27,13 @@ fn serve(dir: &tempfile::TempDir) -> (KillOnDrop, u16) {
         "{}",
         String::from_utf8_lossy(&import.stderr)
     );
-    let mut child = KillOnDrop(
-        Command::new(BIN)
-            .arg("serve")
-            .env("BBB_GATEWAY__DATABASE__URL", &db)
-            .env("BBB_GATEWAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env("BBB_GATEWAY__HTTP__ADMIN_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line
-                .split("listening on port ")
-                .nth(1)
-                .and_then(|p| p.trim().parse::<u16>().ok())
-            {
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the gateway reports its port");
-    (child, port)
+    GatewayProcess::serve(&[("BBB_GATEWAY__DATABASE__URL", db)])
 }
 
-async fn exits_within(child: &mut KillOnDrop, bound: Duration) -> Duration {
+async fn exits_within(gateway: &mut GatewayProcess, bound: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             return started.elapsed();
         }
@@ -84,8 +46,8 @@ async fn exits_within(child: &mut KillOnDrop, bound: Duration) -> Duration {
 async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_within_10_s() {
     for (name, signal) in [("SIGTERM", libc::SIGTERM), ("SIGINT", libc::SIGINT)] {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, port) = serve(&dir);
-        let url = format!("ws://127.0.0.1:{port}/ws/world/w/");
+        let mut gateway = serve(&dir);
+        let url = format!("ws://127.0.0.1:{}/ws/world/w/", gateway.port);
         let mut c = WsClient::connect(&url).await.unwrap();
         let reply = c
             .authenticate(
@@ -97,7 +59,7 @@ async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_within_10_s() {
         assert_eq!(reply[0], "authenticated");
         let mut anonymous = WsClient::connect(&url).await.unwrap();
 
-        let pid = i32::try_from(child.0.id()).unwrap();
+        let pid = i32::try_from(gateway.child.id()).unwrap();
         // SAFETY: sends a signal to the child this test started and still owns.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
         let sent = Instant::now();
@@ -114,7 +76,7 @@ async fn sigterm_and_sigint_close_sessions_with_1001_and_exit_within_10_s() {
         let closed = sent.elapsed();
         c.close().await;
         anonymous.close().await;
-        let exited = exits_within(&mut child, Duration::from_secs(10)).await;
+        let exited = exits_within(&mut gateway, Duration::from_secs(10)).await;
         eprintln!("{name}: sessions closed after {closed:?}, process exited {exited:?} later");
     }
 }

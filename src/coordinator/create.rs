@@ -250,6 +250,10 @@ impl BbbCoordinator {
             ..
         } = created;
         self.record_contact(server, res.as_ref().map(|_| ()));
+        if res.is_ok() {
+            self.fleet
+                .create_answered(server, meeting_id, crate::db::now_ms());
+        }
         let current = self.still_current(&spec.key, server, started);
         let outcome = match res {
             Ok(reply) if current => {
@@ -364,6 +368,7 @@ impl BbbCoordinator {
         let change = match reply {
             Some(r) => Change::Confirmed {
                 key: key.clone(),
+                meeting_id: created.meeting_id.clone(),
                 server: created.server,
                 create_time: r.create_time,
                 sent_at: created.issued_at,

@@ -77,7 +77,7 @@ impl BbbCoordinator {
             )
             .await
         };
-        ctx.spawn(try_lease.into_actor(self).map(move |res, act, _ctx| {
+        ctx.spawn(try_lease.into_actor(self).map(move |res, act, ctx| {
             act.election.electing = false;
             let was = act.is_leader();
             match res {
@@ -106,6 +106,9 @@ impl BbbCoordinator {
             if now != was {
                 if now {
                     log::info!("this instance now polls the BBB fleet (leader)");
+                    // At once, not a poll interval later: until a leader's poll is stored, no
+                    // instance trusts any server.
+                    act.request_round(ctx, None);
                 } else {
                     log::info!("this instance no longer polls the BBB fleet (follower)");
                 }

@@ -3,12 +3,15 @@
 //!
 //! A reservation is made when this instance places a meeting on a server (a new placement, a
 //! move, or an ended meeting started again) and says how many participants the meeting is
-//! expected to reach. Until a poll sent after the placement answers, the meeting counts in full
-//! at that size ([`Candidate::reserved_participants`]). After that the poll's figures count
-//! it, at its real size but at least at the expected size while the reservation stands (while
-//! the meeting is young, [`placement::YOUNG_MEETING_MS`] from its placement): as people
-//! arrive, what is held for the meeting shrinks towards its real size. A poll sent after the
-//! placement that does not list the meeting drops the reservation (the meeting is gone).
+//! expected to reach. Until a poll lists the meeting, it counts in full at that size
+//! ([`Candidate::reserved_participants`]). After that the poll's figures count it, at its real
+//! size but at least at the expected size while the reservation stands (while the meeting is
+//! young, [`placement::YOUNG_MEETING_MS`] from its placement): as people arrive, what is held
+//! for the meeting shrinks towards its real size. A poll that does not list the meeting drops
+//! the reservation (the meeting is gone) once its create cannot be on its way any more (the
+//! BBB call timeout after the placement): a poll answered while the create was in flight
+//! proves nothing, and dropping it then would make the server look emptier than it is in the
+//! middle of a burst.
 //!
 //! Two kinds of health. The poll decides whether a server is *online* (placement), after
 //! `unhealthy_after` failed polls. Any failed contact at all (poll, create, getMeetingInfo,
@@ -126,6 +129,11 @@ pub struct Reservation {
     pub expected_participants: u32,
     /// When it was placed (ms since the Unix epoch).
     pub placed_at_ms: i64,
+    /// A poll listed the meeting: it is in the polled load (at least at its expected size
+    /// while young), no longer on its way.
+    pub counted: bool,
+    /// When its create was known answered (ms), if it is.
+    pub answered_at_ms: Option<i64>,
 }
 
 impl Reservation {
@@ -134,10 +142,16 @@ impl Reservation {
         now_ms.saturating_sub(self.placed_at_ms) < placement::YOUNG_MEETING_MS
     }
 
-    /// No poll sent after the placement has answered yet (`polled_through_ms`: when the last
-    /// successful poll was sent).
-    fn pending(&self, polled_through_ms: Option<i64>) -> bool {
-        polled_through_ms.is_none_or(|p| self.placed_at_ms >= p)
+    /// Whether a poll sent at `sent_ms` that does not list the meeting may still have missed
+    /// its create (then it stays on its way rather than gone): the create was not known
+    /// answered before the poll was sent, and (when its answer is unknown) the poll was sent
+    /// within `in_flight_ms`, the time a create may take, of the placement.
+    fn may_be_in_flight(&self, sent_ms: i64, in_flight_ms: i64) -> bool {
+        !self.counted
+            && match self.answered_at_ms {
+                Some(answered) => answered >= sent_ms,
+                None => self.placed_at_ms.saturating_add(in_flight_ms) >= sent_ms,
+            }
     }
 }
 
@@ -174,8 +188,6 @@ pub struct ServerLive {
     last_error: Option<String>,
     /// Meetings this instance placed here that are still young (see the module docs).
     reservations: Vec<Reservation>,
-    /// When the last successful poll was sent (ms): meetings placed before it are in `load`.
-    polled_through_ms: Option<i64>,
     /// `bbbVersion` from the server's API index (asked when first seen and when it comes back).
     bbb_version: Option<String>,
     /// The index was asked (or is being asked) since the server was seen or came back.
@@ -205,7 +217,6 @@ impl ServerLive {
             history: LoadHistory::default(),
             last_error: None,
             reservations: Vec::new(),
-            polled_through_ms: None,
             bbb_version: None,
             version_checked: false,
             stale: false,
@@ -314,9 +325,7 @@ impl ServerLive {
         let (reserved, reserved_participants) = self
             .reservations
             .iter()
-            .filter(|r| {
-                r.pending(self.polled_through_ms) && now_ms.saturating_sub(r.placed_at_ms) < max_age
-            })
+            .filter(|r| !r.counted && now_ms.saturating_sub(r.placed_at_ms) < max_age)
             .fold((0u32, 0u32), |(n, p), r| {
                 (
                     n.saturating_add(1),
@@ -346,9 +355,18 @@ impl ServerLive {
 pub struct Fleet {
     servers: BTreeMap<ServerId, ServerLive>,
     dirty: HashSet<ServerId>,
+    /// How long after its placement a meeting's create may still be on its way (ms): a poll
+    /// that does not list a meeting placed that recently may have been answered before the
+    /// create arrived.
+    in_flight_ms: i64,
 }
 
 impl Fleet {
+    /// Sets how long a create may take (the BBB call timeout): see `in_flight_ms`.
+    pub fn set_create_window(&mut self, window: Duration) {
+        self.in_flight_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    }
+
     /// Changes one server; notes it for republishing when its trust or endpoint changed, and
     /// bumps its generation when meetings confirmed there may no longer be joined as they were.
     fn change<R>(&mut self, id: ServerId, f: impl FnOnce(&mut ServerLive) -> R) -> Option<R> {
@@ -453,7 +471,23 @@ impl Fleet {
                 meeting_id: meeting_id.to_string(),
                 expected_participants,
                 placed_at_ms: now_ms,
+                counted: false,
+                answered_at_ms: None,
             });
+        }
+    }
+
+    /// The create of a meeting reserved on `id` was answered by `now_ms`: from then on a poll
+    /// that does not list it means it is gone.
+    pub fn create_answered(&mut self, id: ServerId, meeting_id: &str, now_ms: i64) {
+        if let Some(s) = self.servers.get_mut(&id) {
+            for r in s
+                .reservations
+                .iter_mut()
+                .filter(|r| r.meeting_id == meeting_id)
+            {
+                r.answered_at_ms.get_or_insert(now_ms);
+            }
         }
     }
 
@@ -518,27 +552,29 @@ impl Fleet {
         meetings: &[MeetingInfo],
         healthy_after: u32,
     ) -> Transition {
+        let in_flight_ms = self.in_flight_ms;
         self.change(id, |s| {
             s.poll_failures = 0;
             s.poll_successes = s.poll_successes.saturating_add(1);
             s.contact_failures = 0;
             s.last_poll_at_ms = Some(sent_ms);
             s.last_error = None;
-            // The poll reflects every meeting placed before it was sent: listed ones are in its
-            // figures (at least at their expected size while young), unlisted ones are gone.
+            // Listed meetings are in the poll's figures (at least at their expected size while
+            // young); unlisted ones are gone, unless their create may still be on its way.
             let listed: HashSet<&str> = meetings.iter().map(|m| m.meeting_id.as_str()).collect();
-            s.reservations.retain(|r| {
+            s.reservations.retain_mut(|r| {
+                r.counted |= listed.contains(r.meeting_id.as_str());
                 r.standing_at(sent_ms)
-                    && (r.pending(Some(sent_ms)) || listed.contains(r.meeting_id.as_str()))
+                    && (listed.contains(r.meeting_id.as_str())
+                        || r.may_be_in_flight(sent_ms, in_flight_ms))
             });
             let expected: HashMap<&str, u32> = s
                 .reservations
                 .iter()
-                .filter(|r| !r.pending(Some(sent_ms)))
+                .filter(|r| r.counted)
                 .map(|r| (r.meeting_id.as_str(), r.expected_participants))
                 .collect();
             s.load = PollLoad::from_meetings(meetings, sent_ms, |m| expected.get(m).copied());
-            s.polled_through_ms = Some(sent_ms);
             s.last_good_poll_at_ms = Some(sent_ms);
             s.polled_meetings = meetings
                 .iter()
@@ -624,13 +660,22 @@ impl Fleet {
                 s.last_error = row.last_error.clone();
             }
             s.bbb_version = row.bbb_version.clone();
-            // The leader's figures count meetings placed before its poll, but not at the size
-            // this instance expects (it does not know it): covered reservations are dropped.
+            // The leader's figures count every meeting whose create was answered before its
+            // poll was sent (at its expected size: reservations are shared), so those
+            // reservations are dropped here; so is any placed more than a call timeout before
+            // the poll (its create was answered by then, or failed).
             let timeout_ms = i64::try_from(poll_timeout.as_millis()).unwrap_or(i64::MAX);
             let covered_before = row.polled_at.saturating_sub(timeout_ms);
-            s.reservations
-                .retain(|r| r.placed_at_ms > covered_before && r.standing_at(now_ms));
-            s.polled_through_ms = None;
+            s.reservations.retain(|r| {
+                r.placed_at_ms > covered_before
+                    && r.answered_at_ms.is_none_or(|a| a >= row.polled_at)
+                    && r.standing_at(now_ms)
+            });
+            // The leader's figures are not this instance's to attribute: whatever is kept
+            // counts as on its way.
+            for r in &mut s.reservations {
+                r.counted = false;
+            }
             match (was_online, row.online) {
                 (false, true) => Transition::CameOnline,
                 (true, false) => {
@@ -721,6 +766,84 @@ mod tests {
         f.reserve(s(1), "m2", 10, 2_000);
         assert_eq!(f.candidates(2_000, Duration::ZERO)[0].reserved, 0);
         assert_eq!(f.candidates(2_000, AGE)[0].reserved_participants, 10);
+    }
+
+    #[test]
+    fn a_poll_answered_while_a_create_may_be_on_its_way_keeps_its_reservation() {
+        let mut f = Fleet::default();
+        f.set_create_window(Duration::from_secs(5));
+        f.apply_rows(vec![row(1)]);
+        f.reserve(s(1), "in-flight", 10, 1_000);
+        f.reserve(s(1), "listed", 10, 1_000);
+        f.reserve(s(1), "answered", 10, 1_000);
+        f.create_answered(s(1), "answered", 1_000);
+        // Sent just after the placements: one create had not arrived yet; the one whose create
+        // was answered before the poll was sent and is not listed has ended.
+        f.poll_succeeded(s(1), 1_001, &[meeting("listed", 0)], 1);
+        let c = f.candidates(1_001, AGE).remove(0);
+        assert_eq!(c.reserved, 1, "the one on its way still counts in full");
+        let kept: Vec<&str> = f
+            .get(s(1))
+            .unwrap()
+            .reservations()
+            .iter()
+            .map(|r| r.meeting_id.as_str())
+            .collect();
+        assert_eq!(kept, ["in-flight", "listed"]);
+        // Once the create cannot be on its way any more, a poll not listing it means gone; a
+        // meeting listed before and missing now is gone at once.
+        f.poll_succeeded(s(1), 5_999, &[], 1);
+        let left: Vec<&str> = f
+            .get(s(1))
+            .unwrap()
+            .reservations()
+            .iter()
+            .map(|r| r.meeting_id.as_str())
+            .collect();
+        assert_eq!(left, ["in-flight"]);
+        f.poll_succeeded(s(1), 6_001, &[], 1);
+        assert!(f.get(s(1)).unwrap().reservations().is_empty());
+    }
+
+    #[test]
+    fn a_follower_drops_the_reservations_the_leaders_poll_already_counts() {
+        let mut f = Fleet::default();
+        f.apply_rows(vec![row(1)]);
+        for (id, at) in [("answered-before", 9_000), ("answered-after", 9_000)] {
+            f.reserve(s(1), id, 10, at);
+        }
+        f.reserve(s(1), "unknown-recent", 10, 9_500);
+        f.reserve(s(1), "unknown-old", 10, 5_000);
+        f.create_answered(s(1), "answered-before", 9_100);
+        f.create_answered(s(1), "answered-after", 10_001);
+        let status = crate::db::server_status::ServerStatusRow {
+            server_id: 1,
+            online: true,
+            meetings: 1,
+            participants: 0,
+            voice: 0,
+            videos: 0,
+            load: 20.0,
+            consecutive_failures: 0,
+            polled_at: 10_000,
+            bbb_version: None,
+            last_error: None,
+            listeners: 0,
+            largest_meeting: 0,
+            occupancy: 10,
+        };
+        f.follow_status(&status, 10_100, Duration::from_secs(2));
+        // Counted by the leader: answered before its poll was sent, or placed more than a
+        // call timeout before it. The others are still on their way.
+        let left: Vec<&str> = f
+            .get(s(1))
+            .unwrap()
+            .reservations()
+            .iter()
+            .map(|r| r.meeting_id.as_str())
+            .collect();
+        assert_eq!(left, ["answered-after", "unknown-recent"]);
+        assert_eq!(f.candidates(10_100, AGE)[0].reserved, 2);
     }
 
     #[test]

@@ -252,11 +252,13 @@ impl BbbCoordinator {
         settings: CoordinatorSettings,
         joins: Arc<JoinTable>,
     ) -> Self {
+        let mut fleet = Fleet::default();
+        fleet.set_create_window(settings.request_timeout);
         BbbCoordinator {
             db,
             api,
             settings,
-            fleet: Fleet::default(),
+            fleet,
             meetings: MeetingTable::default(),
             joins,
             inflight: HashMap::new(),

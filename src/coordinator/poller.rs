@@ -13,6 +13,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use crate::bbb::{BbbError, MeetingInfo};
+use crate::db::changes::Change;
 use crate::db::meetings::MeetingRow;
 use crate::db::now_ms;
 use crate::db::server_status::ServerStatusRow;
@@ -424,7 +425,10 @@ impl BbbCoordinator {
         let db = self.db.clone();
         let fut = async move {
             if let Err(e) = db
-                .run(move |c| crate::db::server_status::store(c, &rows))
+                .run(move |c| {
+                    crate::db::server_status::store(c, &rows)?;
+                    crate::db::changes::notify(c, &Change::Polled)
+                })
                 .await
             {
                 log::warn!("cannot store the server status: {e}");

@@ -85,6 +85,9 @@ impl BbbCoordinator {
         create_time: i64,
         sent_at: i64,
     ) {
+        if let Some(e) = self.meetings.get(key) {
+            self.fleet.create_answered(server, &e.meeting_id, now_ms());
+        }
         let sent = instant_of(sent_at);
         self.meetings.update(key, |e| {
             if e.changed_at() <= sent || e.server() == Some(server) {
@@ -133,10 +136,13 @@ impl BbbCoordinator {
             }
             Change::Confirmed {
                 key,
+                meeting_id,
                 server,
                 create_time,
                 sent_at,
             } => {
+                // Also where this instance does not know the meeting: its reservation is here.
+                self.fleet.create_answered(server, &meeting_id, now_ms());
                 self.apply_confirmation(&key, server, create_time, sent_at);
                 self.wake_remote_waits(&key);
             }
@@ -146,6 +152,8 @@ impl BbbCoordinator {
                     .reserve(r.server, &r.meeting_id, r.expected, r.placed_at)
             }
             Change::Deleted { key } => self.forget(std::slice::from_ref(&key)),
+            // Handled with the actor's context (see the handler).
+            Change::Polled => {}
         }
         self.publish();
     }
@@ -154,7 +162,14 @@ impl BbbCoordinator {
 impl Handler<RemoteChange> for BbbCoordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteChange, _ctx: &mut Self::Context) {
-        self.apply_remote(msg.0);
+    fn handle(&mut self, msg: RemoteChange, ctx: &mut Self::Context) {
+        match msg.0 {
+            // The leader stored new poll results: a follower reads them now, so it trusts the
+            // fleet as soon as there is something to trust (at start, or after a new leader's
+            // first poll) instead of a poll interval later.
+            Change::Polled if !self.is_leader() => self.request_round(ctx, None),
+            Change::Polled => {}
+            change => self.apply_remote(change),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! BBB ended (an end callback, or the leader's poll no longer listing one), creates another
 //! instance sent (their outcome, for those waiting on it, and the confirmation it gave), and
 //! placements that changed (a cue to read the changed meetings now instead of at the next
-//! tick).
+//! tick), and the leader's stored poll results (a cue to read them now).
 //!
 //! SQLite serves one instance, whose coordinator applies its own changes directly; there the
 //! notifications are a no-op and nobody listens.
@@ -22,8 +22,10 @@ use crate::ids::{MeetingKey, ServerId};
 
 /// The notification channel.
 pub const CHANNEL: &str = "bbb_gateway_changes";
-/// How often the listener looks for notifications that arrived.
-const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often the listener looks for notifications that arrived (a non-blocking read of its
+/// socket). Short, because instances placing a burst of new meetings at once see each other's
+/// reservations only this late, and place blind meanwhile.
+const POLL_EVERY: Duration = Duration::from_millis(10);
 /// How often the listener checks that its connection still works.
 const PING_EVERY: Duration = Duration::from_secs(5);
 
@@ -34,10 +36,11 @@ pub enum Change {
     Ended { key: MeetingKey, issued_at: i64 },
     /// The leader's poll of the meeting's server, sent at `polled_at` (ms), no longer listed it.
     Gone { key: MeetingKey, polled_at: i64 },
-    /// A create sent at `sent_at` (ms) confirmed the meeting running on `server` as the
-    /// instance with `create_time`.
+    /// A create sent at `sent_at` (ms) confirmed the meeting (BBB id `meeting_id`) running on
+    /// `server` as the instance with `create_time`.
     Confirmed {
         key: MeetingKey,
+        meeting_id: String,
         server: ServerId,
         create_time: i64,
         sent_at: i64,
@@ -48,6 +51,9 @@ pub enum Change {
     Reserved(crate::db::reservations::SharedReservation),
     /// `key`'s meeting was deleted (retention).
     Deleted { key: MeetingKey },
+    /// The leader stored the results of a poll: followers read them now instead of at their
+    /// next tick (a follower that has none yet trusts no server).
+    Polled,
 }
 
 impl Change {
@@ -57,29 +63,30 @@ impl Change {
             Change::Gone { key, polled_at } => format!("gone {polled_at} {key}"),
             Change::Confirmed {
                 key,
+                meeting_id,
                 server,
                 create_time,
                 sent_at,
-            } => format!("confirmed {server} {create_time} {sent_at} {key}"),
+            } => format!("confirmed {server} {create_time} {sent_at} {meeting_id} {key}"),
             Change::CreateFailed { key } => format!("failed {key}"),
             Change::Reserved(r) => format!(
                 "reserved {} {} {} {}",
                 r.server, r.expected, r.placed_at, r.meeting_id
             ),
             Change::Deleted { key } => format!("deleted {key}"),
+            Change::Polled => "polled".to_string(),
         }
     }
 
     fn parse(payload: &str) -> Option<Change> {
+        if payload == "polled" {
+            return Some(Change::Polled);
+        }
         let (kind, rest) = payload.split_once(' ')?;
         // Keys may contain spaces (room ids): the key is always the rest of the payload.
         let fields = |n: usize| -> Option<(Vec<i64>, MeetingKey)> {
-            let mut parts = rest.splitn(n + 1, ' ');
-            let mut numbers = Vec::with_capacity(n);
-            for _ in 0..n {
-                numbers.push(parts.next()?.parse().ok()?);
-            }
-            Some((numbers, MeetingKey::parse(parts.next()?)?))
+            let (numbers, rest) = fields_then(rest, n)?;
+            Some((numbers, MeetingKey::parse(rest)?))
         };
         Some(match kind {
             "ended" => {
@@ -97,9 +104,12 @@ impl Change {
                 }
             }
             "confirmed" => {
-                let (n, key) = fields(3)?;
+                // Meeting ids are tokens without spaces, followed by the key.
+                let (n, rest) = fields_then(rest, 3)?;
+                let (meeting_id, key) = rest.split_once(' ')?;
                 Change::Confirmed {
-                    key,
+                    key: MeetingKey::parse(key)?,
+                    meeting_id: Some(meeting_id).filter(|m| !m.is_empty())?.to_string(),
                     server: ServerId::new(i32::try_from(n[0]).ok()?),
                     create_time: n[1],
                     sent_at: n[2],
@@ -124,6 +134,16 @@ impl Change {
             _ => return None,
         })
     }
+}
+
+/// `n` numbers separated by spaces at the start of `text`, and the rest after them.
+fn fields_then(text: &str, n: usize) -> Option<(Vec<i64>, &str)> {
+    let mut parts = text.splitn(n + 1, ' ');
+    let mut numbers = Vec::with_capacity(n);
+    for _ in 0..n {
+        numbers.push(parts.next()?.parse().ok()?);
+    }
+    Some((numbers, parts.next()?))
 }
 
 /// Tells every instance about `change` (delivered when the surrounding transaction, if any,
@@ -257,6 +277,7 @@ mod tests {
             },
             Change::Confirmed {
                 key: key.clone(),
+                meeting_id: "m1".into(),
                 server: ServerId::new(3),
                 create_time: 7,
                 sent_at: 8,
@@ -269,6 +290,7 @@ mod tests {
                 placed_at: 9,
             }),
             Change::Deleted { key: key.clone() },
+            Change::Polled,
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }
@@ -279,10 +301,12 @@ mod tests {
             "ended 1 nokey",
             "other 1 room:w:r",
             "confirmed 1 2 room:w:r",
+            "confirmed 1 2 3 room:w:r",
             "failed",
             "reserved 1 800 9",
             "reserved x 800 9 m",
             "reserved 1 -5 9 m",
+            "polled 1",
         ] {
             assert_eq!(Change::parse(bad), None, "{bad}");
         }

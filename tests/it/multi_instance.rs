@@ -16,9 +16,12 @@ use bbb_gateway::db::testing::TestDb;
 use bbb_gateway::startup::{Application, Stopper};
 use bbb_gateway::state::AppState;
 use bbb_sim::SimHandle;
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::fleet::{calls, open_join, port_of, query, sim_endpoint, sim_secret, start_sim};
+use crate::fleet::{
+    calls, open_join, port_of, query, sim_config, sim_endpoint, sim_secret, start_sim,
+};
 use crate::helpers::{test_settings, token_for, wait_until, WORLD_SECRET};
 
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -64,7 +67,10 @@ impl Instance {
             WAIT,
             async || {
                 let s = self.status().await;
-                s.servers.len() == servers && s.servers.iter().all(|s| !s.stale)
+                s.servers.len() == servers
+                    && s.servers
+                        .iter()
+                        .all(|s| !s.stale && s.last_good_poll_at_ms.is_some())
             },
         )
         .await;
@@ -176,7 +182,15 @@ async fn cluster(rooms: usize) -> Option<Cluster> {
 }
 
 async fn cluster_with(rooms: usize, tweak: impl Fn(&mut Settings)) -> Option<Cluster> {
-    let sims = vec![start_sim(0).await, start_sim(1).await];
+    cluster_on(vec![start_sim(0).await, start_sim(1).await], rooms, tweak).await
+}
+
+/// Two instances over `sims` (sims 0 and 1), started one after the other.
+async fn cluster_on(
+    sims: Vec<SimHandle>,
+    rooms: usize,
+    tweak: impl Fn(&mut Settings),
+) -> Option<Cluster> {
     let shared = shared_database(&sims, rooms).await?;
     let dir = tempfile::tempdir().unwrap();
     let settings = || {
@@ -423,6 +437,62 @@ async fn state_changes_and_panics_through_one_instance_reach_the_other() {
         "same meeting, new server"
     );
     assert!(open_join(moved).await.is_ok());
+}
+
+#[actix_web::test]
+async fn every_instance_trusts_the_fleet_as_soon_as_a_new_leaders_first_poll_is_stored() {
+    // Ticks an hour apart, so only what this test is about can make the servers current: BBB
+    // answers after 300 ms, so B starts (and looks for stored poll results) before A's first
+    // poll is stored; B trusts the servers only once A's notification makes it read them.
+    // `cluster_on` waits until every server is current on both, failing after its timeout.
+    let mut sims = Vec::new();
+    for i in 0..2 {
+        let config = bbb_sim::SimConfig {
+            latency_ms: 300,
+            ..sim_config(i)
+        };
+        sims.push(
+            bbb_sim::start("127.0.0.1:0".parse().unwrap(), config)
+                .await
+                .unwrap(),
+        );
+    }
+    let Some(cl) = cluster_on(sims, 1, |s| {
+        s.bbb.poll_interval_secs = 3600;
+        s.bbb.confirm_ttl_ms = 600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (leader, follower) = cl.roles().await;
+    // Trusted on both: after one create, joins through either instance come from memory.
+    let ask = json!({"room": "r0"});
+    let mut clients = [
+        follower.ws_as("multi", "f").await,
+        leader.ws_as("multi", "l").await,
+    ];
+    for n in 0..4 {
+        clients[n % 2]
+            .request("bbb.room_url", json!(n), ask.clone(), WAIT)
+            .await
+            .unwrap();
+    }
+    let creates = join_all(cl.sims.iter().map(|s| calls(s.port())))
+        .await
+        .into_iter()
+        .flatten()
+        .filter(|(c, _)| c == "create")
+        .count();
+    assert_eq!(creates, 1, "no re-confirming creates");
+    // A new leader polls at once, not a poll interval (an hour) after it took over.
+    let polls = get_meetings_calls(&cl.sims[0]).await;
+    leader.stopper.clone().stop().await;
+    wait_until("the follower to lead and poll", WAIT, async || {
+        get_meetings_calls(&cl.sims[0]).await > polls
+    })
+    .await;
+    assert!(follower.status().await.leader);
 }
 
 #[actix_web::test]

@@ -219,6 +219,7 @@ async fn reservations_announced_by_other_instances_count_in_placement() {
         expected: 800,
         placed_at: crate::db::now_ms(),
     };
+    let elsewhere_again = elsewhere.clone();
     h.addr
         .send(crate::coordinator::RemoteChange(
             crate::db::changes::Change::Reserved(elsewhere),
@@ -233,7 +234,23 @@ async fn reservations_announced_by_other_instances_count_in_placement() {
         let join = h.join(room).await;
         assert_eq!(join.base, url_of(2), "{room}");
     }
-    // A poll sent after the placement that does not list the meeting drops the reservation.
+    // A poll that does not list the meeting keeps the reservation while the other instance's
+    // create may still be on its way (up to the BBB call timeout), and drops it after that.
+    h.poll().await;
+    let status = h.status().await;
+    let first = status.servers.iter().find(|s| s.id == h.ids[0]).unwrap();
+    assert_eq!(first.reserved_participants, 800);
+    let timeout_ms = i64::try_from(h.settings.request_timeout.as_millis()).unwrap();
+    let long_ago = crate::db::reservations::SharedReservation {
+        placed_at: crate::db::now_ms() - timeout_ms - 1,
+        ..elsewhere_again
+    };
+    h.addr
+        .send(crate::coordinator::RemoteChange(
+            crate::db::changes::Change::Reserved(long_ago),
+        ))
+        .await
+        .expect("coordinator");
     h.poll().await;
     let status = h.status().await;
     let first = status.servers.iter().find(|s| s.id == h.ids[0]).unwrap();

@@ -749,6 +749,16 @@ mod tests {
 
     const AGE: Duration = Duration::from_secs(60);
 
+    /// The meetings reserved on `id`, in order.
+    fn reserved_on(f: &Fleet, id: ServerId) -> Vec<&str> {
+        f.get(id)
+            .unwrap()
+            .reservations()
+            .iter()
+            .map(|r| r.meeting_id.as_str())
+            .collect()
+    }
+
     #[test]
     fn reservations_clear_when_a_later_poll_answers() {
         let mut f = Fleet::default();
@@ -782,24 +792,12 @@ mod tests {
         f.poll_succeeded(s(1), 1_001, &[meeting("listed", 0)], 1);
         let c = f.candidates(1_001, AGE).remove(0);
         assert_eq!(c.reserved, 1, "the one on its way still counts in full");
-        let kept: Vec<&str> = f
-            .get(s(1))
-            .unwrap()
-            .reservations()
-            .iter()
-            .map(|r| r.meeting_id.as_str())
-            .collect();
+        let kept = reserved_on(&f, s(1));
         assert_eq!(kept, ["in-flight", "listed"]);
         // Once the create cannot be on its way any more, a poll not listing it means gone; a
         // meeting listed before and missing now is gone at once.
         f.poll_succeeded(s(1), 5_999, &[], 1);
-        let left: Vec<&str> = f
-            .get(s(1))
-            .unwrap()
-            .reservations()
-            .iter()
-            .map(|r| r.meeting_id.as_str())
-            .collect();
+        let left = reserved_on(&f, s(1));
         assert_eq!(left, ["in-flight"]);
         f.poll_succeeded(s(1), 6_001, &[], 1);
         assert!(f.get(s(1)).unwrap().reservations().is_empty());
@@ -835,13 +833,7 @@ mod tests {
         f.follow_status(&status, 10_100, Duration::from_secs(2));
         // Counted by the leader: answered before its poll was sent, or placed more than a
         // call timeout before it. The others are still on their way.
-        let left: Vec<&str> = f
-            .get(s(1))
-            .unwrap()
-            .reservations()
-            .iter()
-            .map(|r| r.meeting_id.as_str())
-            .collect();
+        let left = reserved_on(&f, s(1));
         assert_eq!(left, ["answered-after", "unknown-recent"]);
         assert_eq!(f.candidates(10_100, AGE)[0].reserved, 2);
     }

@@ -241,6 +241,8 @@ pub struct BbbCoordinator {
     background: background::Background,
     /// When this coordinator started (ms): confirmations stored before it are not trusted.
     started_ms: i64,
+    /// When the leader's last `NOTIFY polled` made this follower read its results.
+    polled_notice_at: Option<Instant>,
 }
 
 impl BbbCoordinator {
@@ -264,6 +266,7 @@ impl BbbCoordinator {
             inflight: HashMap::new(),
             remote_waits: HashMap::new(),
             started_ms: crate::db::now_ms(),
+            polled_notice_at: None,
             calls: HashMap::new(),
             purging: false,
             panic_epochs: HashMap::new(),

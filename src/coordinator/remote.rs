@@ -167,7 +167,10 @@ impl Handler<RemoteChange> for BbbCoordinator {
             // The leader stored new poll results: a follower reads them now, so it trusts the
             // fleet as soon as there is something to trust (at start, or after a new leader's
             // first poll) instead of a poll interval later.
-            Change::Polled if !self.is_leader() => self.request_round(ctx, None),
+            Change::Polled if !self.is_leader() => {
+                self.polled_notice_at = Some(Instant::now());
+                self.request_round(ctx, None);
+            }
             Change::Polled => {}
             change => self.apply_remote(change),
         }

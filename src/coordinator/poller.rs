@@ -80,11 +80,12 @@ impl BbbCoordinator {
         self.prune_published();
         self.prune_calls();
         self.forget_long_ended();
-        // A follower that the leader's last notice made read its results within half an
-        // interval is current: a round of its own would read the same rows again.
-        let noticed_lately = self.polled_notice_at.is_some_and(|at| {
-            !self.is_leader() && at.elapsed() < self.settings.poll_interval / 2
-        });
+        // A follower that reads the leader's results on its notices (one per poll) needs no
+        // round of its own; without a notice for one and a half intervals it reads on its own.
+        let interval = self.settings.poll_interval;
+        let noticed_lately = self
+            .polled_notice_at
+            .is_some_and(|at| !self.is_leader() && at.elapsed() < interval + interval / 2);
         if !self.polling && !noticed_lately {
             self.request_round(ctx, None);
         }

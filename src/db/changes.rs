@@ -25,7 +25,7 @@ pub const CHANNEL: &str = "bbb_gateway_changes";
 /// How often the listener looks for notifications that arrived (a non-blocking read of its
 /// socket). Short, because instances placing a burst of new meetings at once see each other's
 /// reservations only this late, and place blind meanwhile.
-const POLL_EVERY: Duration = Duration::from_millis(10);
+const POLL_EVERY: Duration = Duration::from_millis(25);
 /// How often the listener checks that its connection still works.
 const PING_EVERY: Duration = Duration::from_secs(5);
 

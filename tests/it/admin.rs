@@ -34,6 +34,13 @@ pub async fn post(app: &TestApp, path: &str, token: Option<&str>, body: &str) ->
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// Sets a server's state through the REST route, as an operator does; answers the status.
+pub async fn post_state(app: &TestApp, id: impl std::fmt::Display, state: &str) -> u16 {
+    let body = json!({ "state": state }).to_string();
+    let path = format!("/api/v1/servers/{id}/state");
+    post(app, &path, Some(TOKEN), &body).await.0
+}
+
 /// Asserts that no configured secret appears in `text`.
 pub fn assert_no_secrets(text: &str) {
     for secret in [
@@ -371,13 +378,7 @@ async fn panic_moves_meetings_to_another_server() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["meetings_forgotten"], 1);
-    post(
-        &app,
-        &format!("/api/v1/servers/{first_id}/state"),
-        Some(TOKEN),
-        r#"{"state":"disabled"}"#,
-    )
-    .await;
+    post_state(&app, first_id, "disabled").await;
     let url2 = bob.room_url("room_1").await;
     assert_eq!(port_of(&url2), other_port);
     // the meeting was ended on the server it left, not on the target

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use bbb_gateway::bbb::ChecksumAlgorithm;
 
-use crate::admin::{post, TOKEN};
+use crate::admin::{post_state, TOKEN};
 use crate::fleet::{add_sim, port_of};
 use crate::helpers::{sample_world, spawn_app, WORLD_SECRET};
 
@@ -428,13 +428,7 @@ async fn room_move_asks_the_running_gateway() {
     assert_eq!(port_of(&bob.room_url("room_1").await), sim2.port());
 
     // Refusals exit non-zero with the gateway's reason.
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/servers/{id1}/state"),
-        Some(TOKEN),
-        r#"{"state":"cordoned"}"#,
-    )
-    .await;
+    let status = post_state(&app, &id1, "cordoned").await;
     assert_eq!(status, 200);
     let err = outcome(&env.run_async(&args(&move_to(&id1))).await).unwrap_err();
     assert!(err.contains("409") && err.contains("cordoned"), "{err}");
@@ -456,13 +450,7 @@ async fn room_move_asks_the_running_gateway() {
     with_url.extend(["--url".into(), app.admin_url("/")]);
     let err = outcome(&env.run_async(&args(&with_url)).await).unwrap_err();
     assert!(err.contains("401"), "{err}");
-    post(
-        &app,
-        &format!("/api/v1/servers/{id1}/state"),
-        Some(TOKEN),
-        r#"{"state":"enabled"}"#,
-    )
-    .await;
+    post_state(&app, &id1, "enabled").await;
     let mut overridden = move_to(&id1).to_vec();
     overridden.extend([
         "--url".into(),

@@ -7,7 +7,7 @@ use bbb_gateway::db::servers::NewServer;
 use bbb_gateway::ids::ServerId;
 use serde_json::{json, Value};
 
-use crate::admin::{post, TOKEN};
+use crate::admin::{post, post_state, TOKEN};
 use crate::fleet::*;
 use crate::helpers::*;
 
@@ -149,30 +149,12 @@ async fn unusable_targets_and_bad_requests_are_refused_naming_why() {
     };
 
     // Not enabled.
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/servers/{id2}/state"),
-        Some(TOKEN),
-        r#"{"state":"cordoned"}"#,
-    )
-    .await;
+    let status = post_state(&app, id2, "cordoned").await;
     assert_eq!(status, 200);
     conflict(id2, "cordoned").await;
-    post(
-        &app,
-        &format!("/api/v1/servers/{id2}/state"),
-        Some(TOKEN),
-        r#"{"state":"disabled"}"#,
-    )
-    .await;
+    post_state(&app, id2, "disabled").await;
     conflict(id2, "disabled").await;
-    post(
-        &app,
-        &format!("/api/v1/servers/{id2}/state"),
-        Some(TOKEN),
-        r#"{"state":"enabled"}"#,
-    )
-    .await;
+    post_state(&app, id2, "enabled").await;
 
     // Offline: its polls fail (`bbb.unhealthy_after` = 2).
     sim3.stop().await;

@@ -32,17 +32,7 @@ impl InFlight {
 
     /// Waits until no request is in flight or `within` passed; returns how many still are.
     pub async fn wait_idle(&self, within: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let idle = self.idle.notified();
-            let n = self.count();
-            if n == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return self.count();
-            }
-        }
+        wait_for_zero(&self.idle, || self.count(), within).await
     }
 }
 
@@ -50,6 +40,22 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Waits until `count` is 0 or `within` passed, checking again whenever `changed` is notified
+/// (registered before each check, so no notification between check and wait is lost); returns
+/// the count then. Shutdown uses it to drain requests and sessions.
+pub async fn wait_for_zero(changed: &Notify, count: impl Fn() -> usize, within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let notified = changed.notified();
+        if count() == 0 {
+            return 0;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return count();
         }
     }
 }

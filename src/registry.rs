@@ -156,17 +156,7 @@ impl<H: SessionHandle> SessionRegistry<H> {
     /// After [`SessionRegistry::shut_down`]: waits until every session is gone or `within`
     /// passed; returns how many are left.
     pub async fn wait_until_empty(&self, within: std::time::Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let emptied = self.emptied.notified();
-            let left = self.len();
-            if left == 0 {
-                return 0;
-            }
-            if tokio::time::timeout_at(deadline, emptied).await.is_err() {
-                return self.len();
-            }
-        }
+        crate::in_flight::wait_for_zero(&self.emptied, || self.len(), within).await
     }
 
     /// Whether [`SessionRegistry::shut_down`] was called: the process is going away.

@@ -119,8 +119,8 @@ impl From<&MeetingInfo> for PolledMeeting {
     }
 }
 
-/// A meeting this instance placed on a server, with the size it is expected to reach. A plain
-/// value, so it can be stored as a database row as it is.
+/// A meeting placed on a server (by this instance, or by another one that shared it), with the
+/// size it is expected to reach and what is known of its create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub meeting_id: String,

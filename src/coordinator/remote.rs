@@ -75,19 +75,19 @@ impl BbbCoordinator {
         )
     }
 
-    /// Another instance's create, sent at `sent_at` (ms), confirmed the meeting running on
-    /// `server`. It claimed the placement before it created: follow it, then take the
+    /// Another instance's create, sent at `sent_at` (ms), confirmed the meeting (BBB id
+    /// `meeting_id`) running on `server`. It claimed the placement before it created: follow it, then take the
     /// confirmation (unless this instance knows something newer).
     fn apply_confirmation(
         &mut self,
         key: &MeetingKey,
+        meeting_id: &str,
         server: ServerId,
         create_time: i64,
         sent_at: i64,
     ) {
-        if let Some(e) = self.meetings.get(key) {
-            self.fleet.create_answered(server, &e.meeting_id, now_ms());
-        }
+        // Also where this instance does not know the meeting: its reservation may be here.
+        self.fleet.create_answered(server, meeting_id, now_ms());
         let sent = instant_of(sent_at);
         self.meetings.update(key, |e| {
             if e.changed_at() <= sent || e.server() == Some(server) {
@@ -116,7 +116,7 @@ impl BbbCoordinator {
         attempts.known_confirmation = sent_at;
         attempts.waited_elsewhere = true;
         self.stats.confirmations_taken_from_database += 1;
-        self.apply_confirmation(&spec.key, server, create_time, sent_at);
+        self.apply_confirmation(&spec.key, &row.meeting_id, server, create_time, sent_at);
         self.publish();
         self.attempt(spec, attempts, ctx)
     }
@@ -141,9 +141,7 @@ impl BbbCoordinator {
                 create_time,
                 sent_at,
             } => {
-                // Also where this instance does not know the meeting: its reservation is here.
-                self.fleet.create_answered(server, &meeting_id, now_ms());
-                self.apply_confirmation(&key, server, create_time, sent_at);
+                self.apply_confirmation(&key, &meeting_id, server, create_time, sent_at);
                 self.wake_remote_waits(&key);
             }
             Change::CreateFailed { key } => self.wake_remote_waits(&key),
